@@ -1,0 +1,31 @@
+# The two commands a developer needs on a fresh machine are `make run` and `make test`;
+# both install what they need first (ci/install.sh, idempotent).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON := .venv/bin/python
+
+.PHONY: help tools run test lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+tools: ## install every pinned tool into .venv and .tools (skips what is there)
+	@bash ci/install.sh
+
+run: tools ## run PostgreSQL, MinIO and the three services locally (API on 127.0.0.1:3002)
+	$(PYTHON) -m devstack
+
+test: tools ## every check: lint, Dockerfiles, unit, integration, charts, alert rules, dashboards
+	bash ci/check.sh
+
+lint: tools ## lint and format checks only
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format: tools ## apply ruff's formatting and safe fixes
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+bench: tools ## measure throughput, upload time and memory against the local stack
+	$(PYTHON) -m bench
+
+clean: ## remove local state (.run) but keep installed tools
+	rm -rf .run

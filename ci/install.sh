@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the local run need, pinned, into project-local folders
+# (.venv, .tools); skips what is already there. Safe to run again and again.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+BIN="$TOOLS/bin"
+VENV="$ROOT/.venv"
+
+HELM_MODULE="helm.sh/helm/v4/cmd/helm"
+HELM_VERSION="v4.3.1"
+MINIO_MODULE="github.com/minio/minio"
+# MinIO publishes no semver tags to the Go proxy; this is its last community commit.
+MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+PROMTOOL_MODULE="github.com/prometheus/prometheus/cmd/promtool"
+PROMTOOL_VERSION="v0.316.0"
+CHECKOV_VERSION="3.3.30"
+
+log() { printf '[install] %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- Debian packages: PostgreSQL server (run as its `postgres` user), Python venv ----------
+apt_packages=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_packages+=(postgresql)
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
+command -v go >/dev/null || apt_packages+=(golang-go)
+command -v pgrep >/dev/null || apt_packages+=(procps)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  log "apt-get install ${apt_packages[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+fi
+id postgres >/dev/null 2>&1 || as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+
+# --- Python: the services and every test tool --------------------------------------------
+stamp="$VENV/.installed-$(sha256sum "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  log "python venv in .venv"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+
+# checkov pins many libraries of its own, so it lives in a venv of its own.
+if [ ! -x "$TOOLS/checkov/bin/checkov" ] || ! grep -qx "$CHECKOV_VERSION" "$TOOLS/checkov/.version" 2>/dev/null; then
+  log "checkov $CHECKOV_VERSION in .tools/checkov"
+  python3 -m venv "$TOOLS/checkov"
+  "$TOOLS/checkov/bin/pip" install -q --upgrade pip
+  "$TOOLS/checkov/bin/pip" install -q "checkov==$CHECKOV_VERSION"
+  echo "$CHECKOV_VERSION" > "$TOOLS/checkov/.version"
+fi
+
+# --- Go-built tools: helm, minio, promtool, prometheus -------------------------------------
+go_tool() {
+  local name="$1" module="$2" version="$3"
+  if [ -x "$BIN/$name" ] && grep -qx "$module@$version" "$BIN/.$name.version" 2>/dev/null; then
+    return
+  fi
+  log "go install $module@$version"
+  mkdir -p "$BIN"
+  (cd "$TOOLS" && GOBIN="$BIN" GOFLAGS=-mod=mod go install "$module@$version")
+  echo "$module@$version" > "$BIN/.$name.version"
+}
+go_tool helm "$HELM_MODULE" "$HELM_VERSION"
+go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
+go_tool promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
+
+log "ready: $(ls "$BIN" | tr '\n' ' ')"

@@ -1,0 +1,28 @@
+"""The auth service's extensions and its one table."""
+
+from __future__ import annotations
+
+import datetime
+
+from flask_jwt_extended import JWTManager
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import BigInteger, DateTime, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+db = SQLAlchemy()
+jwt = JWTManager()
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    __table_args__ = (Index("users_username_lower_key", func.lower("username"), unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(60), nullable=False)
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    def __repr__(self) -> str:  # never the hash
+        return f"<User {self.id} {self.username!r}>"

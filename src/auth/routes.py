@@ -1,0 +1,80 @@
+"""POST /register, POST /login, POST /verify."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Blueprint, current_app, jsonify
+from flask_jwt_extended import create_access_token, current_user, jwt_required
+from prometheus_client import Counter
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from auth import passwords
+from auth.models import User, db
+from servicekit.errors import ApiError
+from servicekit.validation import invalid, json_object
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
+
+REGISTRATIONS = Counter("auth_registrations_total", "Registration attempts by outcome.", ["outcome"])
+LOGINS = Counter("auth_logins_total", "Login attempts by outcome.", ["outcome"])
+for _outcome in ("created", "duplicate", "invalid"):
+    REGISTRATIONS.labels(_outcome)
+for _outcome in ("success", "failure", "invalid"):
+    LOGINS.labels(_outcome)
+
+
+@bp.post("/register")
+def register():
+    try:
+        body = json_object(required={"username": str, "password": str})
+        username = body["username"]
+        if not USERNAME.match(username):
+            raise invalid("username", "must be 3 to 32 characters of letters, digits, '_', '.' or '-'")
+        encoded = passwords.validate_new(body["password"])
+    except ApiError:
+        REGISTRATIONS.labels("invalid").inc()
+        raise
+
+    user = User(username=username, password_hash=passwords.hash_password(encoded))
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The unique index on lower(username) decides, so two racing sign-ups cannot both win.
+        db.session.rollback()
+        REGISTRATIONS.labels("duplicate").inc()
+        raise ApiError(409, "That username is taken.", type_="username-taken") from None
+    REGISTRATIONS.labels("created").inc()
+    log.info("user registered", extra={"user_id": user.id})
+    return jsonify(id=user.id, username=user.username), 201
+
+
+@bp.post("/login")
+def login():
+    try:
+        body = json_object(required={"username": str, "password": str})
+    except ApiError:
+        LOGINS.labels("invalid").inc()
+        raise
+    user = db.session.execute(
+        select(User).where(func.lower(User.username) == body["username"].lower())
+    ).scalar_one_or_none()
+    if not passwords.check_password(body["password"], user.password_hash if user else None):
+        LOGINS.labels("failure").inc()
+        raise ApiError(401, "Unknown username or wrong password.", type_="invalid-credentials")
+    LOGINS.labels("success").inc()
+    token = create_access_token(identity=str(user.id), additional_claims={"username": user.username})
+    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    return jsonify(access_token=token, token_type="Bearer", expires_in=int(lifetime.total_seconds()))
+
+
+@bp.post("/verify")
+@jwt_required()
+def verify():
+    return jsonify(valid=True, user_id=current_user.id, username=current_user.username)

@@ -1,0 +1,80 @@
+"""A throwaway MinIO server on a loopback port (the binary ci/install.sh builds)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import requests
+
+from devstack.wait import free_port, wait_until
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def minio_binary() -> str:
+    candidates = [PROJECT_ROOT / ".tools" / "bin" / "minio", shutil.which("minio")]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise RuntimeError("minio not found; run `bash ci/install.sh` first")
+
+
+class MinioServer:
+    def __init__(self, data_dir: str | None = None, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="platform-minio-"))
+        self.port = port or free_port()
+        self.console_port = free_port()
+        credentials = self.data_dir / ".root-credentials"
+        if credentials.exists():
+            self.access_key, self.secret_key = credentials.read_text().split()
+        else:
+            self.access_key = "platform-root"
+            self.secret_key = secrets.token_urlsafe(24)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MinioServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / ".root-credentials").write_text(f"{self.access_key} {self.secret_key}")
+        env = {
+            **os.environ,
+            "MINIO_ROOT_USER": self.access_key,
+            "MINIO_ROOT_PASSWORD": self.secret_key,
+            "MINIO_BROWSER": "off",
+            "MINIO_UPDATE": "off",
+        }
+        self._log = open(self.data_dir / "minio.log", "ab")
+        self.process = subprocess.Popen(
+            [minio_binary(), "server", str(self.data_dir / "data"), "--quiet",
+             "--address", f"127.0.0.1:{self.port}", "--console-address", f"127.0.0.1:{self.console_port}"],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        wait_until(self._live, timeout=60, message="MinIO to serve")
+        return self
+
+    def _live(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            raise RuntimeError(f"minio exited with {self.process.returncode}")
+        return requests.get(f"{self.endpoint}/minio/health/ready", timeout=1).status_code == 200
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -1,0 +1,92 @@
+"""The services as real gunicorn processes, the way the images run them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import requests
+
+from devstack.wait import wait_until
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SERVICE_PORTS = {"auth": 3001, "api": 3002, "images": 3003}
+
+
+class ServiceProcess:
+    """One service under gunicorn with the project's gunicorn config."""
+
+    def __init__(self, name: str, port: int, env: dict[str, str], *, workers: int = 2,
+                 log_path: Path | None = None) -> None:
+        self.name = name
+        self.port = port
+        self.workers = workers
+        self.env = env
+        self.log_path = log_path or Path(tempfile.mkdtemp(prefix=f"platform-{name}-")) / "service.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait_ready: bool = True) -> ServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(PROJECT_ROOT / "src"),
+            "SERVICE_NAME": self.name,
+            "BIND": f"127.0.0.1:{self.port}",
+            "WEB_CONCURRENCY": str(self.workers),
+            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"prometheus-{self.name}-"),
+            **self.env,
+        }
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:servicekit.gunicorn_conf",
+             f"{self.name}:create_app()"],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+        )
+        wait_until(self._serving if not wait_ready else self.ready, timeout=60,
+                   message=f"{self.name} on port {self.port} (log: {self.log_path})")
+        return self
+
+    def _check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+
+    def _serving(self) -> bool:
+        self._check_alive()
+        return requests.get(f"{self.url}/live", timeout=2).status_code == 200
+
+    def ready(self) -> bool:
+        self._check_alive()
+        return requests.get(f"{self.url}/ready", timeout=5).status_code == 200
+
+    def pause(self) -> None:
+        """Freeze the service (SIGSTOP): connections are accepted but never answered."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        for pid in [self.process.pid, *map(int, children.stdout.split())]:
+            os.kill(pid, sig)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None

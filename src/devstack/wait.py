@@ -1,0 +1,43 @@
+"""Waiting for a condition instead of sleeping for a guess."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class WaitTimeout(AssertionError):
+    pass
+
+
+def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1,
+               message: str = "condition") -> T:
+    """Call ``condition`` until it returns something truthy; exceptions count as 'not yet'."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception as exc:  # the condition is still settling
+            last_error = exc
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {message} (last error: {last_error!r})")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0

@@ -1,0 +1,29 @@
+"""The part of every service's app factory that is the same for all three."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from servicekit import context, errors, health, logs, metrics
+from servicekit.config import ServiceSettings
+
+
+def create_service_app(name: str, settings: ServiceSettings) -> Flask:
+    """A Flask app with logging, request ids, problem+json errors, health and metrics.
+
+    The service's own factory adds its database, blueprints and readiness checks.
+    """
+    logs.configure(name, settings.log_level)
+    app = Flask(name)
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False
+    context.install(app)
+    metrics.install(app)
+    errors.register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    return app
+
+
+def settings_of(app: Flask) -> ServiceSettings:
+    return app.config["SETTINGS"]

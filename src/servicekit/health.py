@@ -1,0 +1,63 @@
+"""Liveness, health and readiness.
+
+- GET /live: the process answers. No I/O, so a slow dependency never gets a pod killed.
+- GET /health: 200 while the process serves, with each dependency's state in the body.
+- GET /ready: 200 when every dependency answers, 503 otherwise; recovers by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, current_app, jsonify
+
+from servicekit.errors import problem_response
+
+Check = Callable[[], None]
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+
+def add_check(app: Flask, name: str, check: Check) -> None:
+    """Register a dependency check: a callable that raises when the dependency is unusable."""
+    app.extensions.setdefault("servicekit.checks", {})[name] = check
+
+
+def run_checks() -> dict[str, dict]:
+    results = {}
+    for name, check in current_app.extensions.get("servicekit.checks", {}).items():
+        started = time.perf_counter()
+        try:
+            check()
+        except Exception as exc:  # any failure of a dependency means "not ready"
+            log.warning("dependency check failed", extra={"check": name, "error": str(exc)[:300]})
+            results[name] = {"status": "unavailable", "error": type(exc).__name__}
+        else:
+            results[name] = {"status": "ok"}
+        results[name]["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return results
+
+
+@bp.get("/live")
+def live():
+    return jsonify(status="ok", service=current_app.name)
+
+
+@bp.get("/health")
+def health():
+    checks = run_checks()
+    degraded = any(result["status"] != "ok" for result in checks.values())
+    return jsonify(status="degraded" if degraded else "ok", service=current_app.name, checks=checks)
+
+
+@bp.get("/ready")
+def ready():
+    checks = run_checks()
+    failing = sorted(name for name, result in checks.items() if result["status"] != "ok")
+    if failing:
+        return problem_response(
+            503, f"Not ready: {', '.join(failing)} unavailable.", type_="not-ready", checks=checks
+        )
+    return jsonify(status="ready", service=current_app.name, checks=checks)

@@ -1,0 +1,80 @@
+"""Prometheus metrics that add up across gunicorn workers.
+
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (servicekit.gunicorn_conf) before
+prometheus_client is imported, so every worker writes its samples to files there and
+/metrics sums them; counters of workers that exited stay counted. Without it (tests, the
+Flask dev server) the process's own registry is served.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests served, by endpoint (route template) and status.",
+    ["method", "endpoint", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to serve a request, by endpoint (route template) and status.",
+    ["method", "endpoint", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge(
+    "http_requests_in_flight",
+    "Requests being served right now.",
+    multiprocess_mode="livesum",
+)
+
+
+def _endpoint() -> str:
+    # The route template, never the raw path, keeps label cardinality bounded.
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+        HTTP_IN_FLIGHT.inc()
+
+    @app.teardown_request
+    def _leave(_exc: BaseException | None) -> None:
+        if getattr(g, "metrics_started", None) is not None:
+            HTTP_IN_FLIGHT.dec()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        started = getattr(g, "metrics_started", None)
+        if started is not None:
+            labels = (request.method, _endpoint(), str(response.status_code))
+            HTTP_REQUESTS.labels(*labels).inc()
+            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+    app.add_url_rule("/metrics", "metrics", _metrics_view, methods=["GET"])
+
+
+def _metrics_view() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
