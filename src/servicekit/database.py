@@ -4,10 +4,34 @@ from __future__ import annotations
 
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import text
+from prometheus_client import Gauge
+from sqlalchemy import event, text
 
 from servicekit.config import ServiceSettings
 from servicekit.health import add_check
+
+
+DB_POOL_CONNECTIONS = Gauge(
+    "db_pool_connections",
+    "Database connections held by the pools of this service's workers, by state.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_LIMIT = Gauge(
+    "db_pool_max_connections",
+    "Most connections the pools of this service's workers may open (size + overflow).",
+    multiprocess_mode="livesum",
+)
+
+
+def _instrument_pool(engine, settings: ServiceSettings) -> None:
+    in_use, idle = DB_POOL_CONNECTIONS.labels("in_use"), DB_POOL_CONNECTIONS.labels("idle")
+    DB_POOL_LIMIT.set(settings.db_pool_size + settings.db_max_overflow)
+    event.listen(engine, "connect", lambda *_: idle.inc())
+    event.listen(engine, "checkout", lambda *_: (idle.dec(), in_use.inc()))
+    event.listen(engine, "checkin", lambda *_: (in_use.dec(), idle.inc()))
+    event.listen(engine, "close", lambda *_: idle.dec())
+    event.listen(engine, "close_detached", lambda *_: idle.dec())
 
 
 def engine_options(settings: ServiceSettings, application_name: str) -> dict:
@@ -30,6 +54,8 @@ def init_database(app: Flask, db: SQLAlchemy, settings: ServiceSettings) -> None
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings, app.name)
     db.init_app(app)
+    with app.app_context():
+        _instrument_pool(db.engine, settings)
 
     def database_check() -> None:
         with db.engine.connect() as connection:

@@ -12,12 +12,20 @@ import time
 from collections.abc import Callable
 
 from flask import Blueprint, Flask, current_app, jsonify
+from prometheus_client import Gauge
 
 from servicekit.errors import problem_response
 
 Check = Callable[[], None]
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
+
+DEPENDENCY_UP = Gauge(
+    "dependency_up",
+    "1 when the dependency answered the last health or readiness check, else 0.",
+    ["dependency"],
+    multiprocess_mode="mostrecent",
+)
 
 
 def add_check(app: Flask, name: str, check: Check) -> None:
@@ -34,8 +42,10 @@ def run_checks() -> dict[str, dict]:
         except Exception as exc:  # any failure of a dependency means "not ready"
             log.warning("dependency check failed", extra={"check": name, "error": str(exc)[:300]})
             results[name] = {"status": "unavailable", "error": type(exc).__name__}
+            DEPENDENCY_UP.labels(name).set(0)
         else:
             results[name] = {"status": "ok"}
+            DEPENDENCY_UP.labels(name).set(1)
         results[name]["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return results
 
