@@ -15,6 +15,8 @@ MINIO_MODULE="github.com/minio/minio"
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 PROMTOOL_MODULE="github.com/prometheus/prometheus/cmd/promtool"
 PROMTOOL_VERSION="v0.316.0"
+# The Prometheus server itself, for the test that scrapes the local services with the alert rules.
+PROMETHEUS_MODULE="github.com/prometheus/prometheus/cmd/prometheus"
 CHECKOV_VERSION="3.3.30"
 
 log() { printf '[install] %s\n' "$*"; }
@@ -68,5 +70,6 @@ go_tool() {
 go_tool helm "$HELM_MODULE" "$HELM_VERSION"
 go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
 go_tool promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
+go_tool prometheus "$PROMETHEUS_MODULE" "$PROMTOOL_VERSION"
 
 log "ready: $(ls "$BIN" | tr '\n' ' ')"
