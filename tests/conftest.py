@@ -32,6 +32,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def jwt_secret() -> str:
+    # 64 bytes, so tests may also sign with HS512 without a key-length warning.
     return secrets.token_urlsafe(48)
 
 
@@ -63,10 +64,16 @@ def minio():
 def truncate_all_tables(database_url: str) -> None:
     engine = create_engine(database_url)
     with engine.begin() as connection:
-        tables = connection.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename NOT LIKE 'alembic_version%'"
-        )).scalars().all()
+        tables = (
+            connection.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename NOT LIKE 'alembic_version%'"
+                )
+            )
+            .scalars()
+            .all()
+        )
         if tables:
             connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()

@@ -11,8 +11,11 @@ from servicekit.config import ServiceSettings, setting
 @dataclasses.dataclass(frozen=True)
 class AuthSettings(ServiceSettings):
     bcrypt_rounds: int = setting(
-        "BCRYPT_ROUNDS", 12, doc="bcrypt cost factor (2^n rounds) for new password hashes",
-        minimum=4, maximum=16,
+        "BCRYPT_ROUNDS",
+        12,
+        doc="bcrypt cost factor (2^n rounds) for new password hashes",
+        minimum=4,
+        maximum=16,
     )
     token_lifetime_seconds: int = setting(
         "TOKEN_LIFETIME_SECONDS", 900, doc="lifetime of an access token", minimum=60, maximum=86400

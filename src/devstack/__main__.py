@@ -22,7 +22,7 @@ def main() -> int:
         stack.start()
         print("\nThe platform is running. Try it:")
         print("  curl -s -XPOST localhost:3002/api/v1/auth/register -H 'content-type: application/json' \\")
-        print("       -d '{\"username\":\"alice\",\"password\":\"correct horse\"}'")
+        print('       -d \'{"username":"alice","password":"correct horse"}\'')
         print("  API    http://127.0.0.1:3002   (OpenAPI: /api/v1/openapi.json)")
         for name, service in stack.services.items():
             print(f"  {name:7}{service.url}   log: {service.log_path}")

@@ -53,9 +53,19 @@ class MinioServer:
         }
         self._log = open(self.data_dir / "minio.log", "ab")
         self.process = subprocess.Popen(
-            [minio_binary(), "server", str(self.data_dir / "data"), "--quiet",
-             "--address", f"127.0.0.1:{self.port}", "--console-address", f"127.0.0.1:{self.console_port}"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                minio_binary(),
+                "server",
+                str(self.data_dir / "data"),
+                "--quiet",
+                "--address",
+                f"127.0.0.1:{self.port}",
+                "--console-address",
+                f"127.0.0.1:{self.console_port}",
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         wait_until(self._live, timeout=60, message="MinIO to serve")
         return self

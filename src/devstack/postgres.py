@@ -45,8 +45,9 @@ class PostgresServer:
     # -- process control -------------------------------------------------------------------
     def _run(self, *args: str) -> None:
         user = UNPRIVILEGED_USER if self._as_root else None
-        result = subprocess.run([str(self.bin / args[0]), *args[1:]], user=user,
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [str(self.bin / args[0]), *args[1:]], user=user, capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr or result.stdout}")
 
@@ -59,18 +60,40 @@ class PostgresServer:
             os.chown(self.base_dir, account.pw_uid, account.pw_gid)
             os.chown(pwfile, account.pw_uid, account.pw_gid)
         self.base_dir.chmod(0o700)
-        self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=scram-sha-256",
-                  f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C.UTF-8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        )
 
     def start(self) -> PostgresServer:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         else:
             self.superuser_password = (self.base_dir / "superuser-password").read_text()
-        options = (f"-p {self.port} -k {self.base_dir} -c listen_addresses=127.0.0.1 "
-                   "-c max_connections=300 -c fsync=off -c full_page_writes=off")
-        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.base_dir / "server.log"),
-                  "-o", options, "-w", "-t", "60", "start")
+        options = (
+            f"-p {self.port} -k {self.base_dir} -c listen_addresses=127.0.0.1 "
+            "-c max_connections=300 -c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.base_dir / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         wait_until(self._accepts_connections, timeout=30, message="PostgreSQL to accept connections")
         return self
 
@@ -89,8 +112,9 @@ class PostgresServer:
     # -- databases -------------------------------------------------------------------------
     def connect(self, database: str = "postgres", user: str = "postgres", password: str | None = None):
         password = self.superuser_password if password is None else password
-        return psycopg2.connect(host="127.0.0.1", port=self.port, dbname=database, user=user,
-                                password=password, connect_timeout=3)
+        return psycopg2.connect(
+            host="127.0.0.1", port=self.port, dbname=database, user=user, password=password, connect_timeout=3
+        )
 
     def url(self, database: str, user: str, password: str) -> str:
         return f"postgresql+psycopg2://{user}:{password}@127.0.0.1:{self.port}/{database}"
@@ -109,12 +133,16 @@ class PostgresServer:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
             verb = "ALTER" if cursor.fetchone() else "CREATE"
-            cursor.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(user)),
-                           (password,))
+            cursor.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(user)), (password,)
+            )
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             if not cursor.fetchone():
-                cursor.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(database), sql.Identifier(user)))
+                cursor.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(database), sql.Identifier(user)
+                    )
+                )
             cursor.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
         connection.close()
         return self.url(database, user, password)

@@ -20,8 +20,9 @@ SERVICE_PORTS = {"auth": 3001, "api": 3002, "images": 3003}
 class ServiceProcess:
     """One service under gunicorn with the project's gunicorn config."""
 
-    def __init__(self, name: str, port: int, env: dict[str, str], *, workers: int = 2,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self, name: str, port: int, env: dict[str, str], *, workers: int = 2, log_path: Path | None = None
+    ) -> None:
         self.name = name
         self.port = port
         self.workers = workers
@@ -46,12 +47,24 @@ class ServiceProcess:
         }
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:servicekit.gunicorn_conf",
-             f"{self.name}:create_app()"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:servicekit.gunicorn_conf",
+                f"{self.name}:create_app()",
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
         )
-        wait_until(self._serving if not wait_ready else self.ready, timeout=60,
-                   message=f"{self.name} on port {self.port} (log: {self.log_path})")
+        wait_until(
+            self._serving if not wait_ready else self.ready,
+            timeout=60,
+            message=f"{self.name} on port {self.port} (log: {self.log_path})",
+        )
         return self
 
     def _check_alive(self) -> None:

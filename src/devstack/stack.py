@@ -29,8 +29,10 @@ class Stack:
         self.postgres = PostgresServer(str(state / "postgres") if state else None).start()
         self.minio = MinioServer(str(state / "minio") if state else None).start()
         self.jwt_secret = self.jwt_secret or self._persistent_secret()
-        urls = {name: self.postgres.provision(name, self._persistent_password(name))
-                for name in migrations.SERVICES}
+        urls = {
+            name: self.postgres.provision(name, self._persistent_password(name))
+            for name in migrations.SERVICES
+        }
         for name in only:
             migrations.upgrade(name, urls[name])
         for name in only:
@@ -47,13 +49,15 @@ class Stack:
             env["AUTH_SERVICE_URL"] = f"http://127.0.0.1:{self.ports['auth']}"
             env["IMAGES_SERVICE_URL"] = f"http://127.0.0.1:{self.ports['images']}"
         if name == "images":
-            env.update({
-                "S3_ENDPOINT_URL": self.minio.endpoint,
-                "S3_ACCESS_KEY_ID": self.minio.access_key,
-                "S3_SECRET_ACCESS_KEY": self.minio.secret_key,
-                "S3_BUCKET": "images",
-                "S3_CREATE_BUCKET": "true",
-            })
+            env.update(
+                {
+                    "S3_ENDPOINT_URL": self.minio.endpoint,
+                    "S3_ACCESS_KEY_ID": self.minio.access_key,
+                    "S3_SECRET_ACCESS_KEY": self.minio.secret_key,
+                    "S3_BUCKET": "images",
+                    "S3_CREATE_BUCKET": "true",
+                }
+            )
         return env
 
     def _persistent_secret(self) -> str:

@@ -14,8 +14,9 @@ class WaitTimeout(AssertionError):
     pass
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1,
-               message: str = "condition") -> T:
+def wait_until(
+    condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"
+) -> T:
     """Call ``condition`` until it returns something truthy; exceptions count as 'not yet'."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -27,7 +28,9 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, interval: f
         except Exception as exc:  # the condition is still settling
             last_error = exc
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout}s waiting for {message} (last error: {last_error!r})")
+            raise WaitTimeout(
+                f"timed out after {timeout}s waiting for {message} (last error: {last_error!r})"
+            )
         time.sleep(interval)
 
 

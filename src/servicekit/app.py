@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from servicekit import context, errors, health, logs, metrics
 from servicekit.config import ServiceSettings
@@ -22,6 +23,14 @@ def create_service_app(name: str, settings: ServiceSettings) -> Flask:
     metrics.install(app)
     errors.register_error_handlers(app)
     app.register_blueprint(health.bp)
+
+    @app.before_request
+    def _refuse_oversized_bodies() -> None:
+        # Before authentication or routing reads anything, so every endpoint answers alike.
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if limit is not None and (request.content_length or 0) > limit:
+            raise RequestEntityTooLarge()
+
     return app
 
 

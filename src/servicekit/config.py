@@ -20,9 +20,17 @@ class ConfigError(RuntimeError):
     """One or more settings are missing or malformed."""
 
 
-def setting(env: str, default: Any = REQUIRED, *, doc: str, minimum: float | None = None,
-            maximum: float | None = None, min_bytes: int | None = None,
-            choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:
+def setting(
+    env: str,
+    default: Any = REQUIRED,
+    *,
+    doc: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_bytes: int | None = None,
+    choices: tuple[str, ...] | None = None,
+    secret: bool = False,
+) -> Any:
     """Declare a dataclass field read from the environment variable ``env``."""
     return dataclasses.field(
         default=None if default is REQUIRED else default,
@@ -39,6 +47,7 @@ def setting(env: str, default: Any = REQUIRED, *, doc: str, minimum: float | Non
     )
 
 
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "a boolean", str: "a string"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -78,7 +87,7 @@ def load(cls: type, environ: Mapping[str, str] | None = None) -> Any:
         try:
             value = _convert(raw, kind)
         except ValueError as exc:
-            problems.append(f"{env} must be a {kind.__name__}: {exc}")
+            problems.append(f"{env} must be {_KIND_NAMES.get(kind, kind.__name__)}: {exc}")
             continue
         if meta["minimum"] is not None and value < meta["minimum"]:
             problems.append(f"{env} must be at least {meta['minimum']}, got {value}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from prometheus_client import Gauge
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 
 from servicekit.config import ServiceSettings
+from servicekit.errors import problem_response
 from servicekit.health import add_check
-
 
 DB_POOL_CONNECTIONS = Gauge(
     "db_pool_connections",
@@ -62,3 +62,17 @@ def init_database(app: Flask, db: SQLAlchemy, settings: ServiceSettings) -> None
             connection.execute(text("SELECT 1"))
 
     add_check(app, "database", database_check)
+
+    def database_unavailable(error: Exception):
+        # Lost connections and an exhausted pool are the database being away, not a bug.
+        app.logger.warning("database unavailable", extra={"error": str(error).splitlines()[0][:300]})
+        return problem_response(
+            503,
+            "The database is unavailable; try again shortly.",
+            type_="dependency-unavailable",
+            headers={"Retry-After": "5"},
+        )
+
+    app.register_error_handler(exc.OperationalError, database_unavailable)
+    app.register_error_handler(exc.InterfaceError, database_unavailable)
+    app.register_error_handler(exc.TimeoutError, database_unavailable)

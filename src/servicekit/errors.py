@@ -18,9 +18,16 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error the client should see: raise it anywhere in a request."""
 
-    def __init__(self, status: int, detail: str, *, type_: str | None = None,
-                 title: str | None = None, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        type_: str | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -30,9 +37,15 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, detail: str, *, type_: str | None = None,
-                     title: str | None = None, headers: dict[str, str] | None = None,
-                     **extra: Any) -> Response:
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    type_: str | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     phrase = HTTPStatus(status).phrase
     body = {
         "type": PROBLEM_TYPE_BASE + (type_ or phrase.lower().replace(" ", "-")),
@@ -50,8 +63,14 @@ def problem_response(status: int, detail: str, *, type_: str | None = None,
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
-        return problem_response(error.status, error.detail, type_=error.type, title=error.title,
-                                headers=error.headers, **error.extra)
+        return problem_response(
+            error.status,
+            error.detail,
+            type_=error.type,
+            title=error.title,
+            headers=error.headers,
+            **error.extra,
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

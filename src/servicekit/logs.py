@@ -37,6 +37,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time, so a replaced stdout is honoured."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def set_service_name(service_name: str) -> None:
     global _SERVICE_NAME
     _SERVICE_NAME = service_name
@@ -45,7 +57,7 @@ def set_service_name(service_name: str) -> None:
 def configure(service_name: str, level: str = "INFO") -> None:
     """Route every logger (the app's and libraries') through one JSON handler on stdout."""
     set_service_name(service_name)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StdoutHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

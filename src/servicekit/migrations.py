@@ -46,8 +46,11 @@ def run_env(target_metadata: MetaData) -> None:
         connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
         connection.commit()
         try:
-            context.configure(connection=connection, target_metadata=target_metadata,
-                              version_table=f"alembic_version_{service}")
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                version_table=f"alembic_version_{service}",
+            )
             with context.begin_transaction():
                 context.run_migrations()
             connection.commit()
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='{"level":"%(levelname)s","message":"%(message)s"}')
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
-        print("DATABASE_URL is required", file=sys.stderr)
+        sys.stderr.write("DATABASE_URL is required\n")
         return 2
     upgrade(args.service, database_url, args.revision)
     log.info("migrations applied for %s up to %s", args.service, args.revision)

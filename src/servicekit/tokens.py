@@ -30,8 +30,12 @@ def _unauthorized(_error: Exception):
     )
 
 
-def init_jwt(jwt: JWTManager, app: Flask, settings: ServiceSettings,
-             access_token_lifetime: datetime.timedelta = datetime.timedelta(minutes=15)) -> None:
+def init_jwt(
+    jwt: JWTManager,
+    app: Flask,
+    settings: ServiceSettings,
+    access_token_lifetime: datetime.timedelta = datetime.timedelta(minutes=15),
+) -> None:
     app.config.update(
         JWT_SECRET_KEY=settings.jwt_secret,
         JWT_ALGORITHM=ALGORITHM,

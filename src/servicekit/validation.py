@@ -14,16 +14,18 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", dict: "an 
 
 def invalid(field: str, message: str) -> ApiError:
     """A 400 for one bad field, in the same shape json_object reports many."""
-    return ApiError(400, f"{field}: {message}", type_="validation-error",
-                    errors=[{"field": field, "message": message}])
+    return ApiError(
+        400, f"{field}: {message}", type_="validation-error", errors=[{"field": field, "message": message}]
+    )
 
 
 def json_object(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
     """Parse the request body as a JSON object holding exactly the declared fields."""
     optional = optional or {}
     if not request.is_json:
-        raise ApiError(400, "The request body must be JSON (Content-Type: application/json).",
-                       type_="invalid-body")
+        raise ApiError(
+            400, "The request body must be JSON (Content-Type: application/json).", type_="invalid-body"
+        )
     try:
         body = request.get_json(silent=True)
     except RequestEntityTooLarge:

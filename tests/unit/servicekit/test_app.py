@@ -1,0 +1,117 @@
+"""What every service app does before its own code runs: ids, errors, logs, health."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from servicekit.app import create_service_app
+from servicekit.config import ServiceSettings, load
+from servicekit.health import add_check
+
+
+@pytest.fixture
+def app():
+    settings = load(ServiceSettings, {"DATABASE_URL": "postgresql://unused", "JWT_SECRET": "k" * 32})
+    app = create_service_app("demo", settings)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    @app.get("/hello")
+    def hello():
+        logging.getLogger("demo").info("saying hello", extra={"who": "world"})
+        return {"hello": "world"}
+
+    return app
+
+
+def test_a_request_id_is_made_when_none_is_given(app):
+    response = app.test_client().get("/hello")
+    assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_a_safe_incoming_request_id_is_kept(app):
+    response = app.test_client().get("/hello", headers={"X-Request-ID": "abc-123.x:y"})
+    assert response.headers["X-Request-ID"] == "abc-123.x:y"
+
+
+@pytest.mark.parametrize("unsafe", ["a" * 129, "tab\there", "<script>", "spaces here", 'quote"d'])
+def test_an_unsafe_incoming_request_id_is_replaced(app, unsafe):
+    response = app.test_client().get("/hello", headers={"X-Request-ID": unsafe})
+    assert response.headers["X-Request-ID"] != unsafe
+    assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_an_unexpected_error_is_a_500_problem_without_internals(app, caplog):
+    response = app.test_client().get("/boom")
+
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert set(body) >= {"type", "title", "status", "detail"}
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "secret internals" in caplog.text  # but the log has it
+
+
+def test_log_lines_are_json_with_service_and_request_id(app, capsys):
+    app.test_client().get("/hello", headers={"X-Request-ID": "req-42"})
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "saying hello" in line]
+    assert lines == [
+        {
+            **lines[0],
+            "service": "demo",
+            "request_id": "req-42",
+            "route": "/hello",
+            "who": "world",
+            "message": "saying hello",
+            "level": "info",
+        }
+    ]
+
+
+def test_health_reports_dependencies_and_readiness_fails_when_one_is_down(app):
+    def broken():
+        raise ConnectionError("refused")
+
+    add_check(app, "database", lambda: None)
+    add_check(app, "object_store", broken)
+    client = app.test_client()
+
+    health = client.get("/health")
+    ready = client.get("/ready")
+
+    assert health.status_code == 200
+    assert health.get_json()["checks"]["object_store"]["status"] == "unavailable"
+    assert ready.status_code == 503
+    assert ready.mimetype == "application/problem+json"
+    assert ready.get_json()["checks"]["database"]["status"] == "ok"
+    assert client.get("/live").status_code == 200
+
+
+def test_incoming_traceparent_keeps_its_trace_id(app):
+    from servicekit import context
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with app.test_request_context("/hello", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}):
+        app.preprocess_request()
+        outbound = context.outbound_headers()
+    assert outbound["traceparent"].startswith(f"00-{trace_id}-")
+    assert not outbound["traceparent"].startswith(f"00-{trace_id}-00f067aa0ba902b7")
+
+
+def test_metrics_are_exposed_in_prometheus_text_format(app):
+    client = app.test_client()
+    client.get("/hello")
+
+    metrics = client.get("/metrics")
+
+    assert metrics.status_code == 200
+    assert 'http_requests_total{endpoint="/hello",method="GET",status="200"}' in metrics.get_data(
+        as_text=True
+    )
