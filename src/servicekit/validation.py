@@ -56,6 +56,7 @@ def query_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+    # isdigit() alone admits digits like '²' that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
         raise invalid(name, f"must be an integer from {minimum} to {maximum}")
     return int(raw)

@@ -1,0 +1,64 @@
+"""The api service's settings, on top of those every service has (servicekit.config)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from servicekit.config import ServiceSettings, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSettings(ServiceSettings):
+    auth_service_url: str = setting(
+        "AUTH_SERVICE_URL", doc="base URL of the auth service, e.g. http://auth:3001"
+    )
+    images_service_url: str = setting(
+        "IMAGES_SERVICE_URL", doc="base URL of the images service, e.g. http://images:3003"
+    )
+    upstream_connect_timeout_seconds: float = setting(
+        "UPSTREAM_CONNECT_TIMEOUT_SECONDS",
+        2.0,
+        doc="seconds to wait for a connection to auth or images",
+        minimum=0.05,
+        maximum=30,
+    )
+    upstream_read_timeout_seconds: float = setting(
+        "UPSTREAM_READ_TIMEOUT_SECONDS",
+        5.0,
+        doc="seconds to wait for each read of an answer from auth (and of the readiness probes)",
+        minimum=0.05,
+        maximum=120,
+    )
+    images_read_timeout_seconds: float = setting(
+        "IMAGES_READ_TIMEOUT_SECONDS",
+        30.0,
+        doc="seconds to wait for each read of an answer from images (it stores uploads before answering)",
+        minimum=0.05,
+        maximum=300,
+    )
+    token_cache_seconds: float = setting(
+        "TOKEN_CACHE_SECONDS",
+        5.0,
+        doc="how long a positive token verification is reused (never past the token's expiry); 0 disables",
+        minimum=0,
+        maximum=60,
+    )
+    token_cache_size: int = setting(
+        "TOKEN_CACHE_SIZE", 10000, doc="most verified tokens each worker remembers", minimum=1
+    )
+    upstream_pool_size: int = setting(
+        "UPSTREAM_POOL_SIZE",
+        16,
+        doc="keep-alive connections each worker holds per upstream service",
+        minimum=1,
+    )
+    max_upload_bytes: int = setting(
+        "MAX_UPLOAD_BYTES",
+        20 * 1024 * 1024,
+        doc="largest image the gateway lets through to images (plus room for the multipart framing)",
+        minimum=1024,
+    )
+    # Posts are at most 10,000 characters; JSON escapes a character outside the BMP as 12 bytes.
+    max_request_bytes: int = setting(
+        "MAX_REQUEST_BYTES", 128 * 1024, doc="largest JSON request body accepted (413 above)", minimum=1024
+    )

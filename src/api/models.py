@@ -1,0 +1,40 @@
+"""The api service's extension and its one table."""
+
+from __future__ import annotations
+
+import datetime
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import BigInteger, DateTime, Index, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+db = SQLAlchemy()
+
+
+class Post(db.Model):
+    __tablename__ = "posts"
+    __table_args__ = (
+        # The two listings: everyone's newest first, and one user's newest first.
+        Index("posts_created_at_id_idx", "created_at", "id"),
+        Index("posts_user_id_created_at_id_idx", "user_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The author as the auth service named them when the post was made; auth_db is not ours to join.
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    username: Mapped[str] = mapped_column(String(32), nullable=False)
+    title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "username": self.username,
+            "title": self.title,
+            "content": self.content,
+            "created_at": self.created_at.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
+        }

@@ -1,0 +1,223 @@
+"""The api service against real neighbours: the auth service under gunicorn, and either the
+images service or a stand-in upstream (upstream_app.py) under gunicorn.
+
+Two ways to run the api itself:
+- in-process (``api_app`` / ``api_client``): Flask's test client, the real database and the real
+  auth process; quick, and the assertions can look at anything;
+- under gunicorn (``live_api``): for streaming, memory, and the schemathesis run, which must
+  see exactly what a client sees.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+import api
+from api.config import ApiSettings
+from devstack.services import ServiceProcess
+from devstack.wait import free_port, wait_until
+from servicekit import config
+from tests.conftest import PROJECT_ROOT, service_environ
+
+PASSWORD = "correct horse battery"
+
+
+class UpstreamProcess:
+    """tests/integration/api/upstream_app.py under gunicorn (threads, like the real services)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.log_path = Path(tempfile.mkdtemp(prefix="platform-upstream-")) / "upstream.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> UpstreamProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - open for the process's life
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "1",
+                "--threads",
+                "16",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "tests.integration.api.upstream_app:app",
+            ],
+            env={**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}{os.pathsep}{PROJECT_ROOT / 'src'}"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
+        wait_until(
+            lambda: requests.get(f"{self.url}/live", timeout=1).ok,
+            timeout=30,
+            message=f"the stand-in upstream (log: {self.log_path})",
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self._log.close()
+
+
+class GarbageServer:
+    """Accepts connections and answers bytes that are not HTTP: what a broken service sends."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(2)
+                try:
+                    connection.recv(65536)
+                    connection.sendall(b"SSH-2.0-OpenSSH_9.6 this is not HTTP\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def api_environ(database_url: str, jwt_secret: str, auth_url: str, images_url: str, **extra: str) -> dict:
+    return service_environ(
+        "api", database_url, jwt_secret, AUTH_SERVICE_URL=auth_url, IMAGES_SERVICE_URL=images_url, **extra
+    )
+
+
+@pytest.fixture(scope="session")
+def auth_service(database_urls, jwt_secret):
+    """The real auth service under gunicorn, shared by the session (never stopped by a test)."""
+    environ = service_environ("auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="4")
+    service = ServiceProcess("auth", free_port(), environ).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def flaky_auth(database_urls, jwt_secret):
+    """An auth service of its own, for the tests that stop and freeze it."""
+    environ = service_environ("auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="4")
+    service = ServiceProcess("auth", free_port(), environ, workers=1).start()
+    yield service
+    service.resume()
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def stand_in_images():
+    upstream = UpstreamProcess().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def garbage_server():
+    server = GarbageServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def make_api_app(database_urls, jwt_secret):
+    """An in-process api app wired to the given neighbours, with short timeouts."""
+
+    def make(auth_url: str, images_url: str, **extra: str):
+        settings = {
+            "UPSTREAM_CONNECT_TIMEOUT_SECONDS": "1",
+            "UPSTREAM_READ_TIMEOUT_SECONDS": "2",
+            "IMAGES_READ_TIMEOUT_SECONDS": "2",
+            **extra,
+        }
+        environ = api_environ(database_urls["api"], jwt_secret, auth_url, images_url, **settings)
+        return api.create_app(config.load(ApiSettings, environ))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def api_app(make_api_app, auth_service, stand_in_images):
+    return make_api_app(auth_service.url, stand_in_images.url)
+
+
+@pytest.fixture
+def api_client(api_app, clean_databases):
+    return api_app.test_client()
+
+
+@pytest.fixture
+def account(api_client):
+    """Register a user through the gateway and log in: returns (user, Authorization headers)."""
+
+    def make(username: str = "alice") -> tuple[dict, dict]:
+        registered = api_client.post(
+            "/api/v1/auth/register", json={"username": username, "password": PASSWORD}
+        )
+        assert registered.status_code == 201, registered.get_json()
+        logged_in = api_client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+        assert logged_in.status_code == 200, logged_in.get_json()
+        return registered.get_json(), {"Authorization": f"Bearer {logged_in.get_json()['access_token']}"}
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def live_api(database_urls, jwt_secret, auth_service, stand_in_images):
+    """The api under gunicorn (2 workers), in front of the real auth and the stand-in images."""
+    environ = api_environ(
+        database_urls["api"],
+        jwt_secret,
+        auth_service.url,
+        stand_in_images.url,
+        UPSTREAM_READ_TIMEOUT_SECONDS="5",
+        IMAGES_READ_TIMEOUT_SECONDS="10",
+    )
+    service = ServiceProcess("api", free_port(), environ).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def live_account(live_api, clean_databases):
+    """Register and log in through the live gateway: returns (user, Authorization headers)."""
+
+    def make(username: str = "alice") -> tuple[dict, dict]:
+        body = {"username": username, "password": PASSWORD}
+        registered = requests.post(f"{live_api.url}/api/v1/auth/register", json=body, timeout=10)
+        assert registered.status_code == 201, registered.text
+        logged_in = requests.post(f"{live_api.url}/api/v1/auth/login", json=body, timeout=10)
+        assert logged_in.status_code == 200, logged_in.text
+        return registered.json(), {"Authorization": f"Bearer {logged_in.json()['access_token']}"}
+
+    return make
