@@ -1,0 +1,86 @@
+"""The images service: users' images, bytes in the object store and metadata in PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from images import routes
+from images.config import ImagesSettings
+from images.models import Owner, db, jwt
+from images.storage import ObjectStore, ObjectStoreUnavailable
+from images.uploads import MAX_UPLOAD_CONFIG, UploadRequest, request_body_limit
+from servicekit import config
+from servicekit.app import create_service_app
+from servicekit.database import init_database
+from servicekit.errors import problem_response
+from servicekit.health import add_check
+from servicekit.tokens import init_jwt
+
+log = logging.getLogger(__name__)
+
+USER_ID = re.compile(r"^[1-9][0-9]{0,17}$")
+MAX_USERNAME_CHARACTERS = 64
+
+
+def create_app(settings: ImagesSettings | None = None) -> Flask:
+    settings = settings or config.load(ImagesSettings)
+    app = create_service_app("images", settings)
+    app.request_class = UploadRequest
+    # Caps what the multipart parser reads; the file part itself is capped at MAX_UPLOAD_BYTES.
+    app.config["MAX_CONTENT_LENGTH"] = request_body_limit(settings.max_upload_bytes)
+    app.config[MAX_UPLOAD_CONFIG] = settings.max_upload_bytes
+    init_database(app, db, settings)
+    init_jwt(jwt, app, settings)
+
+    store = ObjectStore(settings)
+    app.extensions["images.store"] = store
+    add_check(app, "object_store", store.check)
+    if settings.s3_create_bucket:
+        try:
+            store.ensure_bucket()
+        except ObjectStoreUnavailable:
+            # Not fatal: the readiness check creates it once the object store answers.
+            log.warning("bucket not created at start", extra={"bucket": settings.s3_bucket})
+
+    app.register_error_handler(RequestEntityTooLarge, routes.refused_too_large)
+    app.register_error_handler(ObjectStoreUnavailable, _object_store_unavailable)
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(PoolTimeoutError, _database_unavailable)
+    app.register_blueprint(routes.bp)
+    return app
+
+
+@jwt.user_lookup_loader
+def _owner_of_token(_header: dict, payload: dict) -> Owner | None:
+    # The signature proves the auth service issued the token; its claims must still make sense.
+    subject, username = payload.get("sub"), payload.get("username")
+    if not isinstance(subject, str) or not USER_ID.match(subject):
+        return None
+    if not isinstance(username, str) or not 0 < len(username) <= MAX_USERNAME_CHARACTERS:
+        return None
+    return Owner(id=int(subject), username=username)
+
+
+def _object_store_unavailable(_error: ObjectStoreUnavailable):
+    return problem_response(
+        503,
+        "The object store is unavailable; try again shortly.",
+        type_="object-store-unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _database_unavailable(error: Exception):
+    log.warning("database unavailable", extra={"error": f"{type(error).__name__}: {error}"[:300]})
+    return problem_response(
+        503,
+        "The database is unavailable; try again shortly.",
+        type_="database-unavailable",
+        headers={"Retry-After": "5"},
+    )

@@ -1,0 +1,57 @@
+"""The images service's settings, on top of those every service has (servicekit.config)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from servicekit.config import ServiceSettings, setting
+
+MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagesSettings(ServiceSettings):
+    s3_endpoint_url: str = setting(
+        "S3_ENDPOINT_URL", "", doc="URL of the S3-compatible endpoint (MinIO); empty for AWS S3 itself"
+    )
+    s3_region: str = setting("S3_REGION", "us-east-1", doc="region the requests are signed for")
+    s3_bucket: str = setting("S3_BUCKET", "images", doc="bucket holding the image bytes")
+    s3_access_key_id: str = setting(
+        "S3_ACCESS_KEY_ID", "", doc="access key; empty to use the default AWS credential chain", secret=True
+    )
+    s3_secret_access_key: str = setting(
+        "S3_SECRET_ACCESS_KEY",
+        "",
+        doc="secret key; empty to use the default AWS credential chain",
+        secret=True,
+    )
+    s3_path_style: bool = setting(
+        "S3_PATH_STYLE", True, doc="path-style addressing (http://host/bucket/key), as MinIO needs"
+    )
+    s3_create_bucket: bool = setting(
+        "S3_CREATE_BUCKET", False, doc="create the bucket when it is missing (dev and test setups)"
+    )
+    s3_connect_timeout_seconds: float = setting(
+        "S3_CONNECT_TIMEOUT_SECONDS",
+        2.0,
+        doc="seconds to wait for a connection to the object store",
+        minimum=0.1,
+    )
+    s3_read_timeout_seconds: float = setting(
+        "S3_READ_TIMEOUT_SECONDS",
+        5.0,
+        doc="seconds to wait for the object store to answer or accept data",
+        minimum=0.1,
+    )
+    s3_max_attempts: int = setting(
+        "S3_MAX_ATTEMPTS", 2, doc="attempts per object store call, the first included", minimum=1, maximum=5
+    )
+    max_upload_bytes: int = setting(
+        "MAX_UPLOAD_BYTES", 20 * MIB, doc="largest image accepted, in bytes (413 above)", minimum=1024
+    )
+    max_image_pixels: int = setting(
+        "MAX_IMAGE_PIXELS",
+        40_000_000,
+        doc="most pixels (width x height) an image may have; bounds the memory one decode takes",
+        minimum=1,
+    )

@@ -1,0 +1,191 @@
+"""The images service bound to the session's PostgreSQL and MinIO, tokens for two users, and
+small real images made with Pillow."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import boto3
+import pytest
+from botocore.config import Config
+from flask_jwt_extended import create_access_token
+from PIL import Image
+from sqlalchemy import create_engine, text
+
+import images
+from devstack.minio import MinioServer
+from images.config import ImagesSettings
+from servicekit import config
+from tests.conftest import service_environ
+
+BUCKET = "images"
+ALICE = (1, "alice")
+BOB = (2, "bob")
+
+
+def minio_environ(server: MinioServer) -> dict[str, str]:
+    return {
+        "S3_ENDPOINT_URL": server.endpoint,
+        "S3_ACCESS_KEY_ID": server.access_key,
+        "S3_SECRET_ACCESS_KEY": server.secret_key,
+        "S3_BUCKET": BUCKET,
+        "S3_REGION": "us-east-1",
+        "S3_PATH_STYLE": "true",
+        "S3_CREATE_BUCKET": "true",
+    }
+
+
+def s3_client(server: MinioServer):
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def bucket_keys(client) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+    return sorted(entry["Key"] for page in pages for entry in page.get("Contents", []))
+
+
+def empty_bucket(client) -> None:
+    for key in bucket_keys(client):
+        client.delete_object(Bucket=BUCKET, Key=key)
+
+
+# -- the service ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def images_environ(database_urls, minio, jwt_secret) -> dict[str, str]:
+    return service_environ("images", database_urls["images"], jwt_secret, **minio_environ(minio))
+
+
+@pytest.fixture(scope="session")
+def images_settings(images_environ) -> ImagesSettings:
+    return config.load(ImagesSettings, images_environ)
+
+
+@pytest.fixture(scope="session")
+def images_app(images_settings):
+    return images.create_app(images_settings)
+
+
+@pytest.fixture(scope="session")
+def s3(minio):
+    """A client of the session MinIO for looking behind the service's back."""
+    return s3_client(minio)
+
+
+@pytest.fixture
+def clean_bucket(s3):
+    yield s3
+    empty_bucket(s3)
+
+
+@pytest.fixture
+def images_client(images_app, clean_databases, clean_bucket):
+    return images_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def image_db(database_urls):
+    """The images database, for reading rows directly."""
+    engine = create_engine(database_urls["images"])
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def image_rows(image_db):
+    def rows() -> list[dict]:
+        with image_db.connect() as connection:
+            result = connection.execute(text("SELECT * FROM images ORDER BY id"))
+            return [dict(row._mapping) for row in result]
+
+    return rows
+
+
+# -- identities ----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def make_token(images_app):
+    """An access token signed with the shared secret, exactly as the auth service issues them."""
+
+    def make(user_id: int | str = ALICE[0], username: str | None = ALICE[1], **claims) -> str:
+        if username is not None:
+            claims["username"] = username
+        with images_app.app_context():
+            return create_access_token(identity=str(user_id), additional_claims=claims)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def alice(make_token) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(*ALICE)}"}
+
+
+@pytest.fixture(scope="session")
+def bob(make_token) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(*BOB)}"}
+
+
+# -- images --------------------------------------------------------------------------------
+def image_bytes(fmt: str, size: tuple[int, int] = (8, 6), noise: bool = False, **save_options) -> bytes:
+    """A real image in ``fmt`` (JPEG, PNG, GIF, WEBP); noise makes it incompressible."""
+    width, height = size
+    if noise:
+        picture = Image.frombytes("RGB", size, os.urandom(width * height * 3))
+    else:
+        picture = Image.new("RGB", size, (200, 40, 90))
+    buffer = io.BytesIO()
+    picture.save(buffer, fmt, **save_options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_images() -> dict[str, bytes]:
+    return {fmt: image_bytes(fmt) for fmt in ("JPEG", "PNG", "GIF", "WEBP")}
+
+
+@pytest.fixture
+def upload(images_client):
+    """POST /upload with `data` as the multipart field `file`."""
+
+    def post(
+        headers: dict, data: bytes, filename: str = "photo.png", content_type: str = "image/png", client=None
+    ):
+        body = {"file": (io.BytesIO(data), filename, content_type)}
+        return (client or images_client).post(
+            "/upload", headers=headers, data=body, content_type="multipart/form-data"
+        )
+
+    return post
+
+
+@pytest.fixture
+def uploaded(upload, tiny_images):
+    """Upload one PNG for a user and return the 201 body."""
+
+    def one(headers: dict, data: bytes | None = None) -> dict:
+        response = upload(headers, data or tiny_images["PNG"])
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    return one
+
+
+@pytest.fixture
+def stored(image_rows, s3):
+    """What the service has stored: (rows of the images table, keys in the bucket)."""
+
+    def state() -> tuple[list[dict], list[str]]:
+        return image_rows(), bucket_keys(s3)
+
+    return state
