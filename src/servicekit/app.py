@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from servicekit import context, errors, health, logs, metrics
+from servicekit import context, errors, health, logs, metrics, tracing
 from servicekit.config import ServiceSettings
 
 
@@ -20,6 +20,7 @@ def create_service_app(name: str, settings: ServiceSettings) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     context.install(app)
+    tracing.install(app, name, settings.otlp_endpoint)
     metrics.install(app)
     errors.register_error_handlers(app)
     app.register_blueprint(health.bp)

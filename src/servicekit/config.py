@@ -152,3 +152,9 @@ class ServiceSettings:
     max_request_bytes: int = setting(
         "MAX_REQUEST_BYTES", 64 * 1024, doc="largest request body accepted (413 above)", minimum=1024
     )
+    otlp_endpoint: str = setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        doc="OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; "
+        "traces are exported only when set",
+    )

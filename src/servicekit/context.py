@@ -19,18 +19,19 @@ def _incoming_request_id() -> str:
     return candidate if _REQUEST_ID.match(candidate) else uuid.uuid4().hex
 
 
-def _incoming_trace() -> tuple[str, str]:
+def _incoming_trace() -> tuple[str, str | None, str]:
+    """(trace id, the caller's span id or None, trace flags)."""
     match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
-    if match and match.group(1) != "0" * 32:
-        return match.group(1), match.group(3)
-    return secrets.token_hex(16), "01"
+    if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
+        return match.group(1), match.group(2), match.group(3)
+    return secrets.token_hex(16), None, "01"
 
 
 def install(app: Flask) -> None:
     @app.before_request
     def _identify_request() -> None:
         g.request_id = _incoming_request_id()
-        g.trace_id, g.trace_flags = _incoming_trace()
+        g.trace_id, g.parent_span_id, g.trace_flags = _incoming_trace()
         g.span_id = secrets.token_hex(8)
 
     @app.after_request
@@ -53,5 +54,6 @@ def outbound_headers() -> dict[str, str]:
         headers[REQUEST_ID_HEADER] = request_id
     trace_id = getattr(g, "trace_id", None)
     if trace_id:
-        headers["traceparent"] = f"00-{trace_id}-{secrets.token_hex(8)}-{g.trace_flags}"
+        # This request's span is the parent of the callee's (servicekit.tracing records it).
+        headers["traceparent"] = f"00-{trace_id}-{g.span_id}-{g.trace_flags}"
     return headers

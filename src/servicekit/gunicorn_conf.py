@@ -47,7 +47,17 @@ def on_starting(server):
     os.makedirs(directory, exist_ok=True)
 
 
+def worker_exit(server, worker):
+    # Spans still waiting in this worker's batch exporter (servicekit.tracing).
+    from servicekit import tracing
+
+    tracing.shutdown()
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
+    from servicekit.metrics import GUNICORN_WORKER_EXITS
+
     multiprocess.mark_process_dead(worker.pid)
+    GUNICORN_WORKER_EXITS.inc()

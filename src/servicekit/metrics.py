@@ -41,6 +41,12 @@ HTTP_IN_FLIGHT = Gauge(
     "Requests being served right now.",
     multiprocess_mode="livesum",
 )
+# Incremented by the gunicorn master (servicekit.gunicorn_conf.child_exit): a worker that
+# crashed or hung past its timeout is replaced without Kubernetes ever seeing a restart.
+GUNICORN_WORKER_EXITS = Counter(
+    "gunicorn_worker_exits_total",
+    "gunicorn worker processes that exited; the master replaces each while it runs.",
+)
 
 
 def _endpoint() -> str:
