@@ -1,0 +1,145 @@
+"""The `helm test` journey: a real user's path through the api service, then the cleanup.
+
+Runs in the api image (python and requests are there). Only the api service is called: it
+reports the health of auth and images too, and every user action goes through its gateway.
+Exits 0 when every step passed; otherwise prints the failed step and exits 1.
+
+    API_URL=http://127.0.0.1:3002 python journey.py
+"""
+
+import base64
+import os
+import sys
+import time
+import uuid
+
+import requests
+
+API_URL = os.environ.get("API_URL", "http://127.0.0.1:3002").rstrip("/")
+TIMEOUT = float(os.environ.get("REQUEST_TIMEOUT_SECONDS", "10"))
+READY_WAIT = float(os.environ.get("READY_WAIT_SECONDS", "60"))
+
+# A valid 1x1 PNG, small enough to read in the source.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+class StepFailed(Exception):
+    pass
+
+
+def step(name):
+    print(f"-- {name}", flush=True)
+
+
+def expect(response, status, what):
+    if response.status_code != status:
+        raise StepFailed(f"{what}: expected {status}, got {response.status_code}: {response.text[:300]}")
+    return response
+
+
+def wait_until_ready(session):
+    step("api ready (database, auth and images answer)")
+    deadline = time.monotonic() + READY_WAIT
+    while True:
+        try:
+            response = session.get(f"{API_URL}/ready", timeout=TIMEOUT)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code}: {response.text[:300]}"
+        except requests.RequestException as exc:
+            last = str(exc)
+        if time.monotonic() > deadline:
+            raise StepFailed(f"api not ready after {READY_WAIT:.0f}s: {last}")
+        time.sleep(2)
+
+
+def check_health(session):
+    step("health of api, auth and images")
+    body = expect(session.get(f"{API_URL}/health", timeout=TIMEOUT), 200, "GET /health").json()
+    checks = body.get("checks", {})
+    for dependency in ("database", "auth", "images"):
+        state = checks.get(dependency, {}).get("status")
+        if state != "ok":
+            raise StepFailed(f"api reports {dependency} as {state!r}: {body}")
+    expect(session.get(f"{API_URL}/live", timeout=TIMEOUT), 200, "GET /live")
+
+
+def journey(session):
+    username = f"helmtest-{uuid.uuid4().hex[:12]}"
+    password = uuid.uuid4().hex
+
+    step(f"register {username}")
+    expect(
+        session.post(f"{API_URL}/api/v1/auth/register", json={"username": username, "password": password},
+                     timeout=TIMEOUT),
+        201, "register",
+    )
+
+    step("log in")
+    login = expect(
+        session.post(f"{API_URL}/api/v1/auth/login", json={"username": username, "password": password},
+                     timeout=TIMEOUT),
+        200, "login",
+    ).json()
+    auth = {"Authorization": f"Bearer {login['access_token']}"}
+
+    step("create a post")
+    post = expect(
+        session.post(f"{API_URL}/api/v1/posts", json={"title": "helm test", "content": "hello from helm test"},
+                     headers=auth, timeout=TIMEOUT),
+        201, "create post",
+    ).json()
+
+    step("list my posts")
+    mine = expect(session.get(f"{API_URL}/api/v1/posts/my", headers=auth, timeout=TIMEOUT), 200, "my posts")
+    if [item["id"] for item in mine.json()["items"]] != [post["id"]]:
+        raise StepFailed(f"my posts should be exactly the new post: {mine.text[:300]}")
+
+    step("upload an image")
+    image = expect(
+        session.post(f"{API_URL}/api/v1/images/upload", files={"file": ("pixel.png", PNG, "image/png")},
+                     headers=auth, timeout=TIMEOUT),
+        201, "upload",
+    ).json()
+    filename = image["filename"]
+
+    step("download it")
+    download = expect(session.get(f"{API_URL}/api/v1/images/{filename}", headers=auth, timeout=TIMEOUT),
+                      200, "download")
+    if download.content != PNG:
+        raise StepFailed(f"downloaded {len(download.content)} bytes that differ from the {len(PNG)} uploaded")
+
+    step("delete the image and the post")
+    expect(session.delete(f"{API_URL}/api/v1/images/{filename}", headers=auth, timeout=TIMEOUT), 204,
+           "delete image")
+    expect(session.delete(f"{API_URL}/api/v1/posts/{post['id']}", headers=auth, timeout=TIMEOUT), 204,
+           "delete post")
+
+    step("both are gone")
+    expect(session.get(f"{API_URL}/api/v1/images/{filename}", headers=auth, timeout=TIMEOUT), 404,
+           "download deleted image")
+    remaining = expect(session.get(f"{API_URL}/api/v1/posts/my", headers=auth, timeout=TIMEOUT), 200,
+                       "my posts after delete")
+    if remaining.json()["items"]:
+        raise StepFailed(f"the post is still listed: {remaining.text[:300]}")
+
+
+def main():
+    session = requests.Session()
+    session.headers["X-Request-ID"] = f"helm-test-{uuid.uuid4().hex}"
+    print(f"journey against {API_URL} (request id {session.headers['X-Request-ID']})", flush=True)
+    try:
+        wait_until_ready(session)
+        check_health(session)
+        journey(session)
+    except (StepFailed, requests.RequestException, KeyError, ValueError) as exc:
+        print(f"FAILED: {exc}", flush=True)
+        return 1
+    print("journey passed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
