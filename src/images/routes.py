@@ -100,7 +100,9 @@ def upload():
     try:
         _store().put(key, received.stream, size, image.content_type)
     except ObjectStoreUnavailable:
-        _undo_upload(image_id, key)
+        # Asking the store that just failed to delete would only double the client's wait;
+        # an object that did land has no row now, and the reconcile removes it.
+        _undo_upload(image_id, key, remove_object=False)
         raise
     try:
         db.session.execute(
@@ -109,7 +111,7 @@ def upload():
         db.session.commit()
     except SQLAlchemyError:
         db.session.rollback()
-        _undo_upload(image_id, key)
+        _undo_upload(image_id, key, remove_object=True)
         raise
 
     UPLOADS.inc()
@@ -241,7 +243,7 @@ def _original_name(raw: str | None) -> str:
     return "".join(ch for ch in name if ch.isprintable())[:ORIGINAL_FILENAME_CHARACTERS]
 
 
-def _undo_upload(image_id: int, key: str) -> None:
+def _undo_upload(image_id: int, key: str, *, remove_object: bool) -> None:
     """Remove a failed upload: its pending row first, then its object (see the module doc).
 
     Both steps are best effort; what they cannot remove, the reconcile removes later.
@@ -258,7 +260,7 @@ def _undo_upload(image_id: int, key: str) -> None:
             extra={"object_key": key, "error": type(exc).__name__},
         )
         return
-    if removed is not None:
+    if removed is not None and remove_object:
         _store().delete_quietly(key)
 
 
