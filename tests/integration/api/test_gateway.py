@@ -1,0 +1,227 @@
+"""Forwarding to auth and images: what passes, what does not, and every way an upstream fails.
+
+The api runs in-process here (Flask's test client); auth is the real service under gunicorn and
+images is the stand-in upstream under gunicorn, or a socket that answers garbage.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from devstack.wait import free_port
+from tests.integration.api.conftest import PASSWORD
+
+
+def metric(client, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in client.get("/metrics").get_data(as_text=True).splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# -- auth routes ---------------------------------------------------------------------------------
+def test_register_and_login_are_passed_to_the_auth_service(api_client):
+    registered = api_client.post("/api/v1/auth/register", json={"username": "carol", "password": PASSWORD})
+    assert registered.status_code == 201
+    assert registered.get_json()["username"] == "carol"
+    assert registered.content_type == "application/json"
+
+    logged_in = api_client.post("/api/v1/auth/login", json={"username": "carol", "password": PASSWORD})
+    assert logged_in.status_code == 200
+    assert logged_in.get_json()["token_type"] == "Bearer"
+
+
+def test_auth_errors_pass_through_with_their_status_and_problem_body(api_client):
+    api_client.post("/api/v1/auth/register", json={"username": "carol", "password": PASSWORD})
+
+    duplicate = api_client.post("/api/v1/auth/register", json={"username": "CAROL", "password": PASSWORD})
+    wrong = api_client.post("/api/v1/auth/login", json={"username": "carol", "password": "wrong password"})
+    invalid = api_client.post("/api/v1/auth/register", json={"username": "x", "password": "short"})
+
+    assert duplicate.status_code == 409
+    assert wrong.status_code == 401
+    assert invalid.status_code == 400
+    for response in (duplicate, wrong, invalid):
+        assert response.content_type == "application/problem+json"
+        assert response.get_json()["status"] == response.status_code
+
+
+def test_the_request_id_is_forwarded_and_echoed(api_client, account):
+    _, headers = account()
+    response = api_client.post(
+        "/api/v1/images/upload",
+        data=b"payload",
+        content_type="application/octet-stream",
+        headers={**headers, "X-Request-ID": "req-gateway-42"},
+    )
+    assert response.status_code == 201
+    assert response.headers["X-Request-ID"] == "req-gateway-42"
+    assert response.get_json()["request_id"] == "req-gateway-42"
+    assert response.get_json()["traceparent"].startswith("00-")
+
+
+# -- images routes (stand-in upstream) -----------------------------------------------------------
+def test_image_routes_need_a_valid_token_before_anything_is_forwarded(api_client):
+    for method, path in [
+        ("POST", "/api/v1/images/upload"),
+        ("GET", "/api/v1/images"),
+        ("GET", "/api/v1/images/stats"),
+        ("GET", "/api/v1/images/10.bin"),
+        ("DELETE", "/api/v1/images/10.bin"),
+    ]:
+        response = api_client.open(path, method=method, headers={"Authorization": "Bearer a.b.c"})
+        assert response.status_code == 401, (method, path)
+
+
+def test_the_upload_body_headers_and_token_reach_images_and_its_answer_comes_back(api_client, account):
+    _, headers = account()
+    body = b"\x89PNG" + bytes(range(256)) * 100
+    response = api_client.post(
+        "/api/v1/images/upload",
+        data=body,
+        content_type="multipart/form-data; boundary=xyz",
+        headers={**headers, "Cookie": "session=secret", "X-Forwarded-For": "203.0.113.9"},
+    )
+
+    assert response.status_code == 201
+    seen = response.get_json()
+    assert seen["received_bytes"] == len(body)
+    assert seen["content_length"] == str(len(body))
+    assert seen["transfer_encoding"] is None
+    assert seen["content_type"] == "multipart/form-data; boundary=xyz"
+    assert seen["authorization"] == headers["Authorization"]
+    assert seen["cookie"] is None
+    assert response.headers["Location"] == "/api/v1/images/new.png"
+
+
+def test_a_download_passes_the_headers_that_matter_and_drops_the_rest(api_client, account):
+    _, headers = account()
+    response = api_client.get("/api/v1/images/1000.bin", headers=headers)
+
+    assert response.status_code == 200
+    assert len(response.data) == 1000
+    assert response.headers["Content-Length"] == "1000"
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="1000.bin"'
+    assert response.headers["ETag"] == '"pattern-1000"'
+    assert "X-Internal-Node" not in response.headers
+    assert "Set-Cookie" not in response.headers
+
+
+def test_delete_passes_through_204_without_a_body(api_client, account):
+    _, headers = account()
+    response = api_client.delete("/api/v1/images/abc.png", headers=headers)
+    assert response.status_code == 204
+    assert response.data == b""
+
+
+@pytest.mark.parametrize("filename", ["..", ".hidden", "a b", "a%2Fb"])
+def test_a_filename_that_cannot_be_an_image_is_404_without_asking_images(api_client, account, filename):
+    _, headers = account()
+    assert api_client.get(f"/api/v1/images/{filename}", headers=headers).status_code == 404
+
+
+def test_an_upstream_service_error_becomes_502_without_its_body(api_client, account):
+    _, headers = account()
+    response = api_client.get("/api/v1/images/explode.bin", headers=headers)
+    assert response.status_code == 502
+    assert response.content_type == "application/problem+json"
+    assert "stack trace" not in response.get_data(as_text=True)
+
+
+def test_an_upstream_503_is_passed_on_with_its_retry_after(api_client, account):
+    _, headers = account()
+    response = api_client.get("/api/v1/images/busy.bin", headers=headers)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "7"
+
+
+def test_a_slow_images_service_is_504_within_the_read_timeout(api_client, account):
+    _, headers = account()
+    before = metric(api_client, "api_upstream_requests_total", target="images", outcome="timeout")
+
+    started = time.monotonic()
+    response = api_client.get("/api/v1/images/slow.bin?delay=5", headers=headers)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 504
+    assert response.content_type == "application/problem+json"
+    assert 1.5 < elapsed < 4  # IMAGES_READ_TIMEOUT_SECONDS is 2 here
+    after = metric(api_client, "api_upstream_requests_total", target="images", outcome="timeout")
+    assert after == before + 1
+
+
+def test_an_images_service_that_is_down_is_503(make_api_app, auth_service, account, clean_databases):
+    client = make_api_app(auth_service.url, f"http://127.0.0.1:{free_port()}").test_client()
+    _, headers = account()
+
+    started = time.monotonic()
+    response = client.get("/api/v1/images", headers=headers)
+
+    assert response.status_code == 503
+    assert time.monotonic() - started < 2
+    assert response.get_json()["upstream"] == "images"
+    assert metric(client, "api_upstream_requests_total", target="images", outcome="unavailable") >= 1
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["images"]["status"] == "unavailable"
+    assert ready.get_json()["checks"]["auth"]["status"] == "ok"
+
+
+def test_an_answer_that_is_not_http_is_502(
+    make_api_app, auth_service, garbage_server, account, clean_databases
+):
+    client = make_api_app(auth_service.url, garbage_server.url).test_client()
+    _, headers = account()
+
+    response = client.get("/api/v1/images", headers=headers)
+
+    assert response.status_code == 502
+    assert response.content_type == "application/problem+json"
+    assert metric(client, "api_upstream_requests_total", target="images", outcome="bad_response") >= 1
+
+
+def test_a_verify_answer_without_the_promised_json_is_502(make_api_app, stand_in_images, clean_databases):
+    # The stand-in answers POST /verify with 200 and HTML.
+    client = make_api_app(stand_in_images.url, stand_in_images.url).test_client()
+    response = client.post("/api/v1/posts", json={"content": "x"}, headers={"Authorization": "Bearer a.b.c"})
+    assert response.status_code == 502
+    assert metric(client, "api_upstream_requests_total", target="auth", outcome="bad_response") >= 1
+
+
+# -- token cache ---------------------------------------------------------------------------------
+def test_a_verified_token_is_reused_from_the_cache(api_client, account):
+    _, headers = account()
+    api_client.get("/api/v1/posts/my", headers=headers)
+    hits = metric(api_client, "api_token_cache_total", result="hit")
+    calls = metric(api_client, "api_upstream_requests_total", target="auth", outcome="success")
+
+    for _ in range(5):
+        assert api_client.get("/api/v1/posts/my", headers=headers).status_code == 200
+
+    assert metric(api_client, "api_token_cache_total", result="hit") == hits + 5
+    assert metric(api_client, "api_upstream_requests_total", target="auth", outcome="success") == calls
+
+
+def test_health_ready_and_metrics(api_client):
+    health = api_client.get("/health").get_json()
+    assert {name: check["status"] for name, check in health["checks"].items()} == {
+        "database": "ok",
+        "auth": "ok",
+        "images": "ok",
+    }
+    assert api_client.get("/ready").status_code == 200
+    text = api_client.get("/metrics").get_data(as_text=True)
+    for name in (
+        "api_upstream_requests_total",
+        "api_upstream_request_duration_seconds_bucket",
+        "api_token_cache_total",
+        "api_posts_created_total",
+        "dependency_up",
+    ):
+        assert name in text
+    assert 'dependency_up{dependency="auth"} 1.0' in text
