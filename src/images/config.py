@@ -39,7 +39,7 @@ class ImagesSettings(ServiceSettings):
     )
     s3_read_timeout_seconds: float = setting(
         "S3_READ_TIMEOUT_SECONDS",
-        5.0,
+        3.0,
         doc="seconds to wait for the object store to answer or accept data",
         minimum=0.1,
     )

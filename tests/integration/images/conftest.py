@@ -3,6 +3,7 @@ small real images made with Pillow."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 
@@ -12,10 +13,12 @@ from botocore.config import Config
 from flask_jwt_extended import create_access_token
 from PIL import Image
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 import images
 from devstack.minio import MinioServer
 from images.config import ImagesSettings
+from images.reconcile import reconcile
 from servicekit import config
 from tests.conftest import service_environ
 
@@ -100,6 +103,18 @@ def image_db(database_urls):
     engine = create_engine(database_urls["images"])
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def run_reconcile(image_db, images_app):
+    """images.reconcile against the test database and a service's object store."""
+
+    def run(grace: datetime.timedelta, fix: bool, app=None):
+        with Session(image_db) as session:
+            store = (app or images_app).extensions["images.store"]
+            return reconcile(session, store, grace=grace, fix=fix)
+
+    return run
 
 
 @pytest.fixture
@@ -189,3 +204,34 @@ def stored(image_rows, s3):
         return image_rows(), bucket_keys(s3)
 
     return state
+
+
+# -- a MinIO of its own, for the tests that stop or freeze it ------------------------------
+@pytest.fixture(scope="module")
+def own_minio():
+    server = MinioServer().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="module")
+def fragile_images_app(database_urls, own_minio, jwt_secret):
+    """The service on its own MinIO, with the short timeouts a fault test can wait out."""
+    environ = service_environ(
+        "images",
+        database_urls["images"],
+        jwt_secret,
+        **minio_environ(own_minio),
+        S3_CONNECT_TIMEOUT_SECONDS="1",
+        S3_READ_TIMEOUT_SECONDS="1",
+        S3_MAX_ATTEMPTS="2",
+    )
+    return images.create_app(config.load(ImagesSettings, environ))
+
+
+@pytest.fixture
+def own_s3(own_minio):
+    client = s3_client(own_minio)
+    yield client
+    if own_minio.process is not None:
+        empty_bucket(client)

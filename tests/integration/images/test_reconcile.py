@@ -10,10 +10,7 @@ import sys
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
-from images.reconcile import reconcile
-from images.storage import ObjectStore
 from tests.integration.images.conftest import BUCKET, bucket_keys
 
 HOUR = datetime.timedelta(hours=1)
@@ -55,15 +52,6 @@ def leftovers(images_client, image_db, s3, alice, uploaded):
         "stale_pending_without_object": "users/1/" + "b" * 32 + ".png",
         "orphan_object": "users/1/" + "c" * 32 + ".png",
     }
-
-
-@pytest.fixture
-def run_reconcile(image_db, images_settings):
-    def run(grace: datetime.timedelta, fix: bool):
-        with Session(image_db) as session:
-            return reconcile(session, ObjectStore(images_settings), grace=grace, fix=fix)
-
-    return run
 
 
 def kinds(report) -> dict[str, str]:
