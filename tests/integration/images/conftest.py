@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 import images
 from devstack.minio import MinioServer
+from devstack.wait import wait_until
 from images.config import ImagesSettings
 from images.reconcile import reconcile
 from servicekit import config
@@ -235,3 +236,70 @@ def own_s3(own_minio):
     yield client
     if own_minio.process is not None:
         empty_bucket(client)
+
+
+# -- holding an upload between its object and its final commit -----------------------------
+class CommitGate:
+    """A trigger makes every 'pending -> committed' update wait on an advisory lock we hold,
+    so a test can act while an upload's object is written and its row not yet committed."""
+
+    LOCK = 720_431
+
+    def __init__(self, postgres) -> None:
+        self.admin = postgres.connect(database="image_db")
+        self.admin.autocommit = True
+        self.holder = postgres.connect(database="image_db")
+        self.holder.autocommit = True
+        with self.admin.cursor() as cursor:
+            cursor.execute(f"""
+                CREATE FUNCTION test_commit_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN PERFORM pg_advisory_xact_lock_shared({self.LOCK}); RETURN NEW; END $$;
+                CREATE TRIGGER test_commit_gate BEFORE UPDATE ON images FOR EACH ROW
+                WHEN (NEW.status = 'committed') EXECUTE FUNCTION test_commit_gate();
+            """)
+        with self.holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (self.LOCK,))
+
+    def waiting_upload(self) -> int:
+        """The backend pid of an upload stopped at the gate (waits for one to arrive)."""
+
+        def find() -> int | None:
+            with self.admin.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = 'image_db'"
+                    " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                )
+                row = cursor.fetchone()
+                return row[0] if row else None
+
+        return wait_until(find, timeout=30, message="an upload to reach its final commit")
+
+    def backend_gone(self, pid: int) -> bool:
+        with self.admin.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+            return cursor.fetchone()[0] == 0
+
+    def cut_connection(self, pid: int) -> None:
+        with self.admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    def open(self) -> None:
+        with self.holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock_all()")
+
+    def remove(self) -> None:
+        self.open()
+        with self.admin.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER IF EXISTS test_commit_gate ON images;"
+                " DROP FUNCTION IF EXISTS test_commit_gate()"
+            )
+        self.holder.close()
+        self.admin.close()
+
+
+@pytest.fixture
+def commit_gate(postgres, database_urls):
+    gate = CommitGate(postgres)
+    yield gate
+    gate.remove()

@@ -1,0 +1,77 @@
+"""The database fails after an upload's object was written: nothing is left that a user can see,
+and whatever a crash leaves behind, the reconcile removes."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import signal
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from devstack.services import ServiceProcess
+from devstack.wait import free_port, wait_until
+from tests.integration.images.conftest import image_bytes
+
+
+def test_a_connection_lost_at_the_final_commit_gives_503_and_leaves_neither_row_nor_object(
+    upload, alice, commit_gate, stored, run_reconcile
+):
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(upload, alice, image_bytes("PNG"))
+        backend = commit_gate.waiting_upload()
+        rows, keys = stored()
+        assert [row["status"] for row in rows] == ["pending"] and len(keys) == 1
+        commit_gate.cut_connection(backend)
+        response = pending.result(timeout=30)
+
+    assert response.status_code == 503
+    assert response.get_json()["type"].endswith("/database-unavailable")
+    assert stored() == ([], [])
+    assert run_reconcile(grace=datetime.timedelta(0), fix=False).findings == []
+
+
+@pytest.fixture
+def images_service(images_environ, clean_databases, clean_bucket):
+    service = ServiceProcess("images", free_port(), images_environ, workers=1).start()
+    yield service
+    service.stop()
+
+
+def kill_all(service: ServiceProcess) -> None:
+    """SIGKILL the master and its workers: no cleanup code gets to run."""
+    workers = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True, text=True)
+    for pid in [*map(int, workers.stdout.split()), service.process.pid]:
+        os.kill(pid, signal.SIGKILL)
+    service.process.wait(timeout=10)
+
+
+def test_a_crash_between_object_and_commit_leaves_leftovers_the_reconcile_removes(
+    images_service, alice, commit_gate, stored, run_reconcile
+):
+    def post() -> None:
+        files = {"file": ("a.png", image_bytes("PNG"), "image/png")}
+        with contextlib.suppress(requests.ConnectionError):  # the server is killed mid-request
+            requests.post(f"{images_service.url}/upload", headers=alice, files=files, timeout=30)
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(post)
+        backend = commit_gate.waiting_upload()
+        kill_all(images_service)
+    commit_gate.open()
+    wait_until(
+        lambda: commit_gate.backend_gone(backend), timeout=30, message="the dead worker's session to end"
+    )
+
+    rows, keys = stored()
+    assert [row["status"] for row in rows] == ["pending"]
+    assert keys == [rows[0]["object_key"]]
+
+    report = run_reconcile(grace=datetime.timedelta(0), fix=True)
+
+    assert [(finding.kind, finding.has_object) for finding in report.findings] == [("stale_pending", True)]
+    assert stored() == ([], [])
