@@ -43,6 +43,7 @@ def install(app: Flask) -> None:
             # Read by the gunicorn access log, which runs outside the Flask request.
             request.environ["servicekit.route"] = request.url_rule.rule
         request.environ["servicekit.request_id"] = request_id
+        request.environ["servicekit.trace_id"] = getattr(g, "trace_id", None)
         return response
 
 

@@ -27,6 +27,7 @@ class JsonGunicornLogger(glogging.Logger):
             extra={
                 "kind": "access",
                 "request_id": environ.get("servicekit.request_id"),
+                "trace_id": environ.get("servicekit.trace_id"),
                 "method": environ.get("REQUEST_METHOD"),
                 "path": environ.get("PATH_INFO"),
                 "route": environ.get("servicekit.route"),

@@ -1,0 +1,211 @@
+"""Logs and traces: one request followed through the gateway, auth and images, and OTLP export."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from devstack.services import ServiceProcess
+from devstack.wait import free_port, wait_until
+from tests.observability.conftest import existing_services, png_bytes
+from tests.observability.promql import PROJECT_ROOT
+
+
+def json_lines(service: ServiceProcess) -> list[dict]:
+    return [json.loads(line) for line in service.logs().splitlines() if line.strip()]
+
+
+def lines_with(service: ServiceProcess, request_id: str) -> list[dict]:
+    return [line for line in json_lines(service) if line.get("request_id") == request_id]
+
+
+def access_line(service: ServiceProcess, request_id: str) -> dict | None:
+    return next((line for line in lines_with(service, request_id) if line.get("kind") == "access"), None)
+
+
+def test_one_request_id_can_be_followed_through_the_logs_of_gateway_auth_and_images(platform_stack, traffic):
+    if set(existing_services()) != {"auth", "api", "images"}:
+        pytest.skip(f"needs the three services; in src/: {existing_services()}")
+    services = platform_stack.services
+    api = f"{services['api'].url}/api/v1"
+    user, password = f"f{uuid.uuid4().hex[:10]}", "correct horse battery staple"
+    assert requests.post(f"{api}/auth/register", json={"username": user, "password": password}, timeout=10).ok
+    # A token the gateway has never seen, so it asks auth to verify it within our request.
+    token = requests.post(
+        f"{api}/auth/login", json={"username": user, "password": password}, timeout=10
+    ).json()["access_token"]
+    request_id = f"follow-{uuid.uuid4().hex}"
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+
+    response = requests.post(
+        f"{api}/images/upload",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "X-Request-ID": request_id,
+            "traceparent": f"00-{trace_id}-{caller_span}-01",
+        },
+        files={"file": ("dot.png", png_bytes(), "image/png")},
+        timeout=10,
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.headers["X-Request-ID"] == request_id
+    expected = {"api": "/api/v1/images/upload", "auth": "/verify", "images": "/upload"}
+    lines = wait_until(
+        lambda: (
+            {name: access_line(services[name], request_id) for name in expected}
+            if all(access_line(services[name], request_id) for name in expected)
+            else None
+        ),
+        timeout=10,
+        message=f"access log lines of {request_id} in api, auth and images",
+    )
+    for name, route in expected.items():
+        line = lines[name]
+        assert line["service"] == name
+        assert line["route"] == route
+        assert line["status"] in (200, 201)
+        assert isinstance(line["duration_ms"], float | int)
+        # The W3C trace id the client sent is the one every service worked under.
+        assert line["trace_id"] == trace_id, name
+    stored = [
+        line for line in lines_with(services["images"], request_id) if line["message"] == "image stored"
+    ]
+    assert stored and stored[0]["trace_id"] == trace_id and stored[0]["route"] == "/upload"
+
+
+@pytest.mark.parametrize("name", ["auth", "api", "images"])
+def test_every_log_line_is_one_json_object_with_time_level_service_and_message(platform_stack, traffic, name):
+    if name not in existing_services():
+        pytest.skip(f"{name} is not in src/ yet")
+    lines = json_lines(platform_stack.services[name])  # raises on any line that is not JSON
+    assert lines
+    for line in lines:
+        assert {"time", "level", "service", "message"} <= set(line), line
+        assert line["service"] == name
+    access = [line for line in lines if line.get("kind") == "access"]
+    assert access, "no access log line"
+    for line in access:
+        assert {"request_id", "trace_id", "method", "route", "status", "duration_ms"} <= set(line)
+
+
+def test_trace_export_is_off_by_default_and_needs_no_opentelemetry_import():
+    program = (
+        "import sys\n"
+        "from servicekit import config\n"
+        "from servicekit.app import create_service_app\n"
+        "from servicekit.config import ServiceSettings\n"
+        "settings = config.load(ServiceSettings, {'DATABASE_URL': 'postgresql+psycopg2://u:p@127.0.0.1:1/x',"
+        " 'JWT_SECRET': 'x' * 40})\n"
+        "assert settings.otlp_endpoint == ''\n"
+        "app = create_service_app('probe', settings)\n"
+        "assert app.test_client().get('/live').status_code == 200\n"
+        "loaded = [m for m in sys.modules if m.startswith('opentelemetry')]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=PROJECT_ROOT,
+        env={"PYTHONPATH": str(PROJECT_ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+class OtlpReceiver:
+    """A collector stand-in: accepts OTLP/HTTP protobuf trace exports and keeps the spans."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        self.spans: list[tuple[dict, object]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                export = trace_service_pb2.ExportTraceServiceRequest()
+                export.ParseFromString(body)
+                for resource_spans in export.resource_spans:
+                    resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                    for scope in resource_spans.scope_spans:
+                        receiver.spans.extend((resource, span) for span in scope.spans)
+                answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of_trace(self, trace_id: str) -> list[tuple[dict, object]]:
+        return [(resource, span) for resource, span in self.spans if span.trace_id.hex() == trace_id]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def otlp_receiver():
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+def test_gunicorn_workers_export_spans_that_continue_the_callers_trace(platform_stack, otlp_receiver):
+    env = {
+        **platform_stack.services["auth"].env,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    service = ServiceProcess("auth", free_port(), env, workers=2).start()
+    try:
+        trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+        for _ in range(8):
+            live = requests.get(
+                f"{service.url}/live", headers={"traceparent": f"00-{trace_id}-{caller_span}-01"}, timeout=5
+            )
+            assert live.status_code == 200
+        untraced_id = f"root-{uuid.uuid4().hex}"
+        assert requests.get(f"{service.url}/live", headers={"X-Request-ID": untraced_id}, timeout=5).ok
+
+        spans = wait_until(
+            lambda: len(otlp_receiver.of_trace(trace_id)) >= 8 and otlp_receiver.of_trace(trace_id),
+            timeout=15,
+            message="8 spans of the caller's trace at the OTLP receiver",
+        )
+        master_pid = service.process.pid
+        for resource, span in spans:
+            assert resource["service.name"] == "auth"
+            # Exported by a worker: the master never builds a tracer.
+            assert not resource["service.instance.id"].endswith(f"-{master_pid}")
+            assert span.name == "GET /live"
+            assert span.parent_span_id.hex() == caller_span
+            assert span.kind == span.SPAN_KIND_SERVER
+
+        # Without a traceparent the service starts the trace, and its logs carry the same id.
+        logged = wait_until(lambda: access_line(service, untraced_id), timeout=10, message="access line")
+        roots = wait_until(
+            lambda: otlp_receiver.of_trace(logged["trace_id"]), timeout=15, message="the root span"
+        )
+        assert roots[0][1].parent_span_id == b""
+    finally:
+        service.stop()
