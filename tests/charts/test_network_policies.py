@@ -1,0 +1,187 @@
+"""The rendered NetworkPolicies, evaluated as Kubernetes does, allow exactly the design's flows.
+
+Every workload the chart renders (with its real pod labels and namespace) plus the actors around
+it (ingress controller, Prometheus, cluster DNS, an unrelated pod, the external database and
+object store) tries every port every other one listens on; the allowed set must equal the
+expected one, in both namespace modes and for every values file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import yaml
+
+from tests.charts.conftest import CHART, VALUES_DIR
+from tests.charts.test_workloads import pod_specs
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    name: str
+    namespace: str | None  # None: outside the cluster, reached by IP
+    labels: tuple = ()
+    ports: tuple = ()
+    ip: str | None = None
+
+    @property
+    def label_dict(self):
+        return dict(self.labels)
+
+
+def merged_values(render) -> dict:
+    def merge(base, override):
+        for key, value in override.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    if render.values_name != "default":
+        merge(values, yaml.safe_load((VALUES_DIR / f"{render.values_name}.yaml").read_text()))
+    values["global"]["namespaces"]["mode"] = render.mode
+    return values
+
+
+def workload_actors(render) -> list[Actor]:
+    actors = []
+    for owner, spec in pod_specs(render.objects):
+        # The monitoring stack's own pods live in its namespace, under its own policies.
+        if owner["metadata"].get("namespace") == merged_values(render)["global"]["namespaces"]["monitoring"]:
+            continue
+        template = owner if owner["kind"] == "Pod" else owner["spec"]["template"]
+        labels = template["metadata"].get("labels", {})
+        name = labels.get("app.kubernetes.io/name") or labels.get("app.kubernetes.io/component")
+        if labels.get("app.kubernetes.io/component") == "provisioning":
+            name = "minio-provisioning"
+        ports = tuple(sorted({p["containerPort"] for c in spec["containers"] for p in c.get("ports", [])}))
+        actors.append(Actor(name, owner["metadata"].get("namespace", "platform"), tuple(sorted(labels.items())),
+                            ports))
+    return actors
+
+
+def outside_actors(values) -> list[Actor]:
+    np = values["networkPolicy"]
+    controller = np["ingressController"]
+    return [
+        Actor("ingress-controller", controller["namespace"],
+              tuple(sorted((controller["podSelector"] or {"app": "controller"}).items()))),
+        Actor("prometheus", values["global"]["namespaces"]["monitoring"],
+              tuple(sorted(np["monitoringPodSelector"].items()))),
+        Actor("dns", np["dns"]["namespace"], tuple(sorted(np["dns"]["podSelector"].items())), (53,)),
+        Actor("stranger", "default", (("app", "stranger"),)),
+        Actor("external-database", None, ports=(values["global"]["externalDatabase"]["port"],), ip="10.20.0.10"),
+        Actor("external-object-storage", None, ports=(443,), ip="52.219.170.1"),
+    ]
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    if selector is None:
+        return True
+    assert not selector.get("matchExpressions"), "the evaluator only knows matchLabels"
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def peer_matches(peer: dict, actor: Actor, policy_namespace: str) -> bool:
+    if "ipBlock" in peer:
+        if actor.ip is None:
+            return False
+        address = ipaddress.ip_address(actor.ip)
+        block = peer["ipBlock"]
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(cidr) for cidr in block.get("except", []))
+    if actor.namespace is None:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": actor.namespace}):
+            return False
+    elif actor.namespace != policy_namespace:
+        return False
+    return selects(peer.get("podSelector"), actor.label_dict)
+
+
+def port_matches(rule_ports, port: int) -> bool:
+    return not rule_ports or any(p.get("port") in (None, port) for p in rule_ports)
+
+
+def allowed(policies, actor: Actor, other: Actor, port: int, direction: str) -> bool:
+    """Does `actor`'s side allow traffic to (egress) or from (ingress) `other` on `port`?"""
+    if actor.namespace is None:
+        return True
+    key, peers_key, kind = ("egress", "to", "Egress") if direction == "egress" else ("ingress", "from", "Ingress")
+    selecting = [p for p in policies if p["metadata"]["namespace"] == actor.namespace
+                 and kind in p["spec"].get("policyTypes", ["Ingress"])
+                 and selects(p["spec"]["podSelector"], actor.label_dict)]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get(key) or []:
+            peers = rule.get(peers_key)
+            if (peers is None or any(peer_matches(peer, other, policy["metadata"]["namespace"]) for peer in peers)) \
+                    and port_matches(rule.get("ports"), port):
+                return True
+    return False
+
+
+def allowed_flows(render) -> set[tuple[str, str, int]]:
+    values = merged_values(render)
+    actors = workload_actors(render) + outside_actors(values)
+    policies = render.of_kind("NetworkPolicy")
+    flows = set()
+    for source in actors:
+        for target in actors:
+            if source is target or source.namespace is None:
+                continue
+            for port in target.ports:
+                if allowed(policies, source, target, port, "egress") and \
+                        allowed(policies, target, source, port, "ingress"):
+                    flows.add((source.name, target.name, port))
+    outside = {"ingress-controller", "prometheus", "dns", "stranger"}
+    # Flows between two actors the chart does not manage are none of its business.
+    return {flow for flow in flows if not (flow[0] in outside and flow[1] in outside | {
+        "external-database", "external-object-storage"})}
+
+
+def expected_flows(render) -> set[tuple[str, str, int]]:
+    values = merged_values(render)
+    bundled_db = values["postgresql"]["enabled"]
+    bundled_s3 = values["minio"]["enabled"]
+    services = {"auth": 3001, "api": 3002, "images": 3003}
+    flows = {("ingress-controller", "api", 3002), ("platform-tests", "api", 3002),
+             ("api", "auth", 3001), ("api", "images", 3003)}
+    flows |= {("prometheus", name, port) for name, port in services.items()}
+    database = ("postgresql", 5432) if bundled_db else ("external-database", 5432)
+    flows |= {(name, *database) for name in services}
+    flows.add(("images", "minio", 9000) if bundled_s3 else ("images", "external-object-storage", 443))
+    pods = set(services) | {"platform-tests"}
+    if bundled_db:
+        pods.add("postgresql")
+        if values["postgresql"]["metrics"]["enabled"]:
+            flows.add(("prometheus", "postgresql", 9187))
+    if bundled_s3:
+        pods |= {"minio", "minio-provisioning"}
+        flows.add(("minio-provisioning", "minio", 9000))
+        if values["minio"]["metrics"]["enabled"]:
+            flows.add(("prometheus", "minio", 9000))
+    flows |= {(pod, "dns", 53) for pod in pods}
+    return flows
+
+
+def test_the_network_policies_allow_exactly_the_design_flows(render):
+    allowed_set = allowed_flows(render)
+    expected = expected_flows(render)
+    assert allowed_set == expected, (
+        f"allowed but not designed: {sorted(allowed_set - expected)}\n"
+        f"designed but blocked: {sorted(expected - allowed_set)}")
+
+
+def test_every_namespace_with_platform_pods_denies_by_default(render):
+    namespaces = {actor.namespace for actor in workload_actors(render)}
+    for namespace in namespaces:
+        deny = [p for p in render.of_kind("NetworkPolicy") if p["metadata"]["namespace"] == namespace
+                and p["spec"]["podSelector"] == {} and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+                and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+        assert deny, f"no default-deny policy in {namespace}"

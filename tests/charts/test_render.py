@@ -1,0 +1,120 @@
+"""Every values file renders, passes helm lint --strict and validates against the Kubernetes and
+CRD schemas (strict: an unknown field is an error)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.charts.conftest import CHART, RENDER_IDS, SCHEMAS, VALUES_FILES, helm, render_args
+
+CRD_DIR_RELATIVE = Path("kube-prometheus-stack") / "charts" / "crds" / "crds"
+KUBERNETES_VERSION = kubernetes_validate.latest_version()
+
+
+class CrdLoader(yaml.SafeLoader):
+    """PyYAML reads a bare `=` as YAML 1.1's value tag; in the CRDs it is just the string."""
+
+
+CrdLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
+def crd_schemas(crd_dir: Path) -> dict[tuple[str, str], dict]:
+    schemas = {}
+    for path in crd_dir.glob("*.yaml"):
+        crd = yaml.load(path.read_text(), Loader=CrdLoader)  # noqa: S506 - a SafeLoader subclass
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def strict(schema: dict) -> dict:
+    """Like the API server's field validation: unknown fields are errors, except where the
+    CRD says x-kubernetes-preserve-unknown-fields."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if (schema.get("type") == "object" and "properties" in schema
+                and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+@pytest.fixture(scope="session")
+def custom_resource_schemas(chart_ready) -> dict[tuple[str, str], dict]:
+    schemas = crd_schemas(chart_ready / "charts" / CRD_DIR_RELATIVE)
+    for path in SCHEMAS.glob("*.json"):
+        schema = json.loads(path.read_text())
+        schemas[(schema["properties"]["apiVersion"]["const"], schema["properties"]["kind"]["const"])] = schema
+    return {key: strict(schema) for key, schema in schemas.items()}
+
+
+@pytest.mark.parametrize("values_name", VALUES_FILES)
+def test_helm_lint_strict_passes(chart_ready, values_name):
+    _, _, args = render_args(f"{values_name}-single")
+    result = helm("lint", "--strict", str(chart_ready), *args, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_values_file_renders_in_both_namespace_modes(all_renders):
+    assert [render.id for render in all_renders] == RENDER_IDS
+    for render in all_renders:
+        assert render.ours(), f"{render.id} rendered none of the platform's objects"
+
+
+def test_every_object_is_valid_kubernetes_with_strict_field_checking(render, custom_resource_schemas):
+    problems = []
+    for obj in render.objects:
+        key = (obj["apiVersion"], obj["kind"])
+        name = f"{obj['kind']}/{obj['metadata'].get('name')}"
+        if key in custom_resource_schemas:
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            problems.append(f"{name}: no schema for {key} (neither Kubernetes nor a known CRD)")
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{name}: {exc.message} at {'/'.join(map(str, exc.path))}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_custom_resource_matches_its_crd_schema(render, custom_resource_schemas):
+    problems = []
+    checked = 0
+    for obj in render.objects:
+        schema = custom_resource_schemas.get((obj["apiVersion"], obj["kind"]))
+        if schema is None:
+            continue
+        checked += 1
+        for error in jsonschema.Draft7Validator(schema).iter_errors(obj):
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {error.message} at {list(error.path)}")
+    assert not problems, "\n".join(problems)
+    kinds = {obj["kind"] for obj in render.objects}
+    for kind in ("ServiceMonitor", "PrometheusRule", "Certificate", "HTTPRoute"):
+        if kind in kinds:
+            assert checked, f"{kind} rendered but not checked"
+
+
+def test_the_environments_render_the_custom_resources_they_promise(get_render):
+    assert get_render("staging-multi").of_kind("ServiceMonitor")
+    prod = get_render("prod-multi")
+    assert prod.of_kind("HTTPRoute") and prod.of_kind("Certificate")
+    assert not get_render("dev-single").of_kind("ServiceMonitor")
+
+
+def test_the_chart_readme_covers_install_upgrade_rollback_and_uninstall_per_environment():
+    readme = (CHART / "README.md").read_text()
+    for words in ("helm upgrade --install", "helm rollback", "helm uninstall", "helm test",
+                  "bitnamilegacy", "allowInsecureImages", "externalObjectStorage", "externalDatabase"):
+        assert words in readme, words
+    for environment in ("values/dev.yaml", "values/staging.yaml", "values/prod.yaml"):
+        assert environment in readme, environment

@@ -1,0 +1,235 @@
+"""The three services' workloads: security, scaling, probes, settings and secrets handling."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
+# The design's replica ranges; dev may lower the maximum only.
+DESIGN_REPLICAS = {"auth": (2, 10), "api": (2, 15), "images": (2, 20)}
+RESTRICTED_NAMESPACES_MODE = "multi"
+
+
+def pod_specs(objects):
+    """(owner, pod spec) of every pod the objects create."""
+    for obj in objects:
+        kind = obj["kind"]
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield obj, obj["spec"]["template"]["spec"]
+        elif kind == "CronJob":
+            yield obj, obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif kind == "Pod":
+            yield obj, obj["spec"]
+
+
+def restricted_violations(spec: dict) -> list[str]:
+    """The Pod Security Standard 'restricted' (v1.30+) rules, plus a read-only root filesystem."""
+    problems = []
+    pod = spec.get("securityContext", {})
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(field):
+            problems.append(f"{field} is set")
+    for volume in spec.get("volumes") or []:
+        allowed = {"name", "configMap", "secret", "emptyDir", "persistentVolumeClaim", "projected",
+                   "downwardAPI", "csi", "ephemeral"}
+        if set(volume) - allowed:
+            problems.append(f"volume {volume['name']} has a forbidden type {set(volume) - allowed}")
+    for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        where = f"container {container['name']}"
+        context = container.get("securityContext", {})
+        if context.get("privileged"):
+            problems.append(f"{where} is privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where} does not set allowPrivilegeEscalation: false")
+        if context.get("capabilities", {}).get("drop") != ["ALL"]:
+            problems.append(f"{where} does not drop ALL capabilities")
+        if set(context.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{where} adds capabilities")
+        if not (context.get("runAsNonRoot") or pod.get("runAsNonRoot")):
+            problems.append(f"{where} may run as root")
+        if context.get("runAsUser", pod.get("runAsUser")) == 0:
+            problems.append(f"{where} runs as uid 0")
+        seccomp = context.get("seccompProfile", pod.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{where} has no RuntimeDefault seccomp profile")
+        if not context.get("readOnlyRootFilesystem"):
+            problems.append(f"{where} has a writable root filesystem")
+        for port in container.get("ports", []):
+            if port.get("hostPort"):
+                problems.append(f"{where} uses a hostPort")
+    return problems
+
+
+def our_pods(render):
+    return [(owner, spec) for owner, spec in pod_specs(render.ours())]
+
+
+def service_objects(render, kind):
+    found = {obj["metadata"]["labels"]["app.kubernetes.io/name"]: obj for obj in render.of_kind(kind)
+             if obj["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "platform"}
+    return {name: obj for name, obj in found.items() if name in SERVICES}
+
+
+def deployment_container(render, service):
+    deployment = service_objects(render, "Deployment")[service]
+    spec = deployment["spec"]["template"]["spec"]
+    return deployment, spec, next(c for c in spec["containers"] if c["name"] == service)
+
+
+def test_every_container_of_ours_runs_under_the_restricted_profile_with_a_read_only_root(render):
+    pods = our_pods(render)
+    assert len(pods) >= 4  # three services and the helm test pod
+    problems = [f"{owner['kind']}/{owner['metadata']['name']}: {problem}"
+                for owner, spec in pods for problem in restricted_violations(spec)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_bundled_postgresql_and_minio_pods_also_pass_the_restricted_profile(render):
+    third_party = [(owner, spec) for owner, spec in pod_specs(render.objects)
+                   if owner["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "platform"
+                   and owner["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))]
+    problems = [f"{owner['kind']}/{owner['metadata']['name']}: {problem}"
+                for owner, spec in third_party for problem in restricted_violations(spec)
+                if "root filesystem" not in problem or owner["kind"] != "Job"]
+    assert not problems, "\n".join(problems)
+
+
+def test_each_service_has_an_hpa_on_cpu_and_memory_and_a_pdb_keeping_one_pod(render):
+    hpas = service_objects(render, "HorizontalPodAutoscaler")
+    pdbs = service_objects(render, "PodDisruptionBudget")
+    assert set(hpas) == set(SERVICES) and set(pdbs) == set(SERVICES)
+    for service, (low, high) in DESIGN_REPLICAS.items():
+        spec = hpas[service]["spec"]
+        assert hpas[service]["apiVersion"] == "autoscaling/v2"
+        assert spec["minReplicas"] == low
+        if render.values_name == "dev":
+            assert low <= spec["maxReplicas"] <= high
+        else:
+            assert spec["maxReplicas"] == high, service
+        assert {m["resource"]["name"] for m in spec["metrics"]} == {"cpu", "memory"}
+        assert pdbs[service]["apiVersion"] == "policy/v1"
+        assert pdbs[service]["spec"]["minAvailable"] == 1
+        deployment = service_objects(render, "Deployment")[service]
+        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+
+
+def test_probes_resources_shutdown_and_spreading_follow_the_design(render):
+    for service, port in SERVICES.items():
+        deployment, spec, container = deployment_container(render, service)
+        assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        assert container["startupProbe"]["httpGet"]["path"] == "/live"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/live"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+        resources = container["resources"]
+        assert resources["requests"]["memory"] in ("128Mi", "256Mi")
+        assert resources["limits"]["memory"] == "512Mi"
+        assert resources["requests"]["cpu"] in ("100m", "200m") and resources["limits"]["cpu"] == "400m"
+        config = config_map(render, service)
+        graceful = int(config["GUNICORN_GRACEFUL_TIMEOUT"])
+        pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert spec["terminationGracePeriodSeconds"] > graceful + pause
+        assert spec["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+        assert spec["automountServiceAccountToken"] is False
+        assert {v["name"]: v for v in spec["volumes"]}["tmp"]["emptyDir"]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/config"])
+        assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/secret"])
+    accounts = service_objects(render, "ServiceAccount")
+    assert all(account["automountServiceAccountToken"] is False for account in accounts.values())
+
+
+def config_map(render, service):
+    name = f"platform-{service}"
+    return next(obj["data"] for obj in render.of_kind("ConfigMap") if obj["metadata"]["name"] == name)
+
+
+def test_services_get_the_environment_contract_with_secrets_only_by_reference(render):
+    for service in SERVICES:
+        _, spec, container = deployment_container(render, service)
+        env = {item["name"]: item for item in container["env"]}
+        config = config_map(render, service)
+        assert config["SERVICE_NAME"] == service and config["PORT"] == str(SERVICES[service])
+        for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_GRACEFUL_TIMEOUT", "LOG_LEVEL",
+                     "JWT_ISSUER", "JWT_AUDIENCE"):
+            assert name in config, (service, name)
+        for secret in ("DB_PASSWORD", "JWT_SECRET"):
+            assert "secretKeyRef" in env[secret]["valueFrom"], (service, secret)
+        assert env["DATABASE_URL"]["value"].startswith("postgresql+psycopg2://$(DB_USER):$(DB_PASSWORD)@")
+        names = [item["name"] for item in container["env"]]
+        assert names.index("DB_USER") < names.index("DATABASE_URL")
+        assert names.index("DB_PASSWORD") < names.index("DATABASE_URL")
+        migrate = spec["initContainers"][0]
+        assert migrate["command"] == ["platform-migrate", service]
+        assert migrate["env"] == container["env"]
+    api = config_map(render, "api")
+    assert api["AUTH_SERVICE_URL"].endswith(":3001") and api["IMAGES_SERVICE_URL"].endswith(":3003")
+    images = config_map(render, "images")
+    assert images["S3_CREATE_BUCKET"] == "false" and images["S3_BUCKET"]
+    _, _, container = deployment_container(render, "images")
+    env = {item["name"]: item for item in container["env"]}
+    assert "secretKeyRef" in env["S3_SECRET_ACCESS_KEY"]["valueFrom"]
+
+
+@pytest.mark.parametrize("render_id", ["default-multi", "staging-multi", "prod-multi"])
+def test_multi_namespace_mode_uses_the_design_namespaces_labelled_restricted(get_render, render_id):
+    render = get_render(render_id)
+    namespaces = {obj["metadata"]["name"]: obj["metadata"]["labels"] for obj in render.of_kind("Namespace")}
+    assert {"auth", "api", "image-storage"} <= set(namespaces)
+    for labels in namespaces.values():
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for service, namespace in (("auth", "auth"), ("api", "api"), ("images", "image-storage")):
+        assert service_objects(render, "Deployment")[service]["metadata"]["namespace"] == namespace
+    for obj in render.objects:
+        if obj["kind"] in ("StatefulSet",) and "postgresql" in obj["metadata"]["name"]:
+            assert obj["metadata"]["namespace"] == "infrastructure"
+
+
+def test_single_namespace_mode_keeps_everything_in_the_release_namespace(get_render):
+    render = get_render("default-single")
+    assert not render.of_kind("Namespace")
+    assert {obj["metadata"].get("namespace") for obj in render.objects} == {"platform"}
+
+
+def test_only_the_api_is_exposed_with_tls_and_a_body_size_for_uploads(get_render):
+    staging = get_render("staging-multi")
+    (ingress,) = staging.of_kind("Ingress")
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-staging"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "25m"
+    assert ingress["spec"]["tls"][0]["secretName"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == "platform-api"
+    prod = get_render("prod-multi")
+    (route,) = prod.of_kind("HTTPRoute")
+    assert route["spec"]["rules"][0]["backendRefs"][0] == {
+        "group": "", "kind": "Service", "name": "platform-api", "port": 3002, "weight": 1}
+    (certificate,) = prod.of_kind("Certificate")
+    assert certificate["spec"]["issuerRef"]["name"] == "letsencrypt-prod"
+    assert not prod.of_kind("Ingress")
+
+
+def test_service_monitors_scrape_each_service_every_15s_with_the_release_label(get_render):
+    render = get_render("staging-multi")
+    monitors = service_objects(render, "ServiceMonitor")
+    assert set(monitors) == set(SERVICES)
+    for monitor in monitors.values():
+        assert monitor["metadata"]["labels"]["release"] == "platform"
+        assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s",
+                                                 "scrapeTimeout": "10s", "honorLabels": False}]
+    bitnami = [obj for obj in render.of_kind("ServiceMonitor")
+               if obj["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))]
+    assert len(bitnami) == 2 and all(obj["metadata"]["labels"]["release"] == "platform" for obj in bitnami)
+
+
+def test_the_helm_test_pod_runs_the_journey_from_the_chart_against_the_api_service(get_render, chart_ready):
+    render = get_render("staging-multi")
+    (pod,) = [obj for obj in render.of_kind("Pod") if obj["metadata"]["name"] == "platform-tests"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    assert container["image"].startswith("ghcr.io/platform-sre/api:")
+    assert {e["name"]: e.get("value") for e in container["env"]}["API_URL"] == (
+        "http://platform-api.api.svc.cluster.local:3002")
+    (script,) = [obj for obj in render.of_kind("ConfigMap") if obj["metadata"]["name"] == "platform-tests"]
+    assert script["metadata"]["annotations"]["helm.sh/hook-weight"] == "-5"
+    assert script["data"]["journey.py"] == (chart_ready / "files" / "helm-test" / "journey.py").read_text()
