@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from images import routes
+from images import memory, routes
 from images.config import ImagesSettings
 from images.models import Owner, db, jwt
 from images.storage import ObjectStore, ObjectStoreUnavailable
@@ -30,6 +30,7 @@ MAX_USERNAME_CHARACTERS = 64
 
 def create_app(settings: ImagesSettings | None = None) -> Flask:
     settings = settings or config.load(ImagesSettings)
+    memory.return_large_blocks_to_the_system()
     app = create_service_app("images", settings)
     app.request_class = UploadRequest
     # Caps what the multipart parser reads; the file part itself is capped at MAX_UPLOAD_BYTES.

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 # Our own pixel check runs first and refuses; Pillow's warning would only repeat it.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
-HASH_CHUNK_BYTES = 1024 * 1024
+HASH_CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
