@@ -8,13 +8,14 @@ client, so a 10 MB upload costs the gateway a few chunks of memory, not 10 MB.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.routing import BaseConverter
 
 from api.identity import login_required
+from api.queries import query_parameters
 from api.upstream import CHUNK_BYTES, RequestBody, Upstream, chunked_body
 from servicekit.context import outbound_headers
 from servicekit.errors import ApiError
@@ -55,8 +56,9 @@ RELAYED_RESPONSE_HEADERS = frozenset(
         "X-Request-ID",
     )
 )
-# Server-made names; anything else (a '/', '..', an empty name) cannot be an image.
-IMAGE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,254}")
+# The names the images service gives: 32 hex digits and the format's extension. Anything else
+# (a '/', '..', "stats") is not an image, so it never reaches the images service.
+IMAGE_FILENAME = r"[0-9a-f]{32}\.(?:jpg|png|gif|webp)"
 # Room for the multipart framing around the largest accepted image.
 MULTIPART_ALLOWANCE_BYTES = 64 * 1024
 
@@ -154,6 +156,16 @@ def forward(target: str, path: str, *, location_prefixes: tuple[str, str] | None
 IMAGES_LOCATION = ("/images", "/api/v1/images")
 
 
+class ImageFilenameConverter(BaseConverter):
+    regex = IMAGE_FILENAME
+
+
+# Routing itself tells an image name from "stats" or "upload", so each URL allows only its methods.
+bp.record_once(
+    lambda state: state.app.url_map.converters.setdefault("image_filename", ImageFilenameConverter)
+)
+
+
 # -- auth -----------------------------------------------------------------------------------
 @bp.post("/auth/register")
 def register():
@@ -174,6 +186,7 @@ def upload_image():
 
 
 @bp.get("/images")
+@query_parameters("limit", "offset")
 @login_required
 def list_images():
     return forward("images", "/images")
@@ -185,9 +198,7 @@ def image_stats():
     return forward("images", "/stats")
 
 
-@bp.route("/images/<filename>", methods=["GET", "DELETE"])
+@bp.route("/images/<image_filename:filename>", methods=["GET", "DELETE"])
 @login_required
 def image(filename: str):
-    if not IMAGE_FILENAME.fullmatch(filename):
-        raise ApiError(404, "No such image.", type_="not-found")
     return forward("images", f"/images/{quote(filename, safe='')}", location_prefixes=IMAGES_LOCATION)

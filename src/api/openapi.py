@@ -32,10 +32,11 @@ def _problem(description: str) -> dict:
 
 
 def _responses(success: dict, *errors: str) -> dict:
-    """Success responses plus the named problem responses from components."""
+    """Success responses, the named problem responses from components, and the HTTP server's 414."""
     return {
         **success,
         **{code: {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"} for code in errors},
+        "414": {"$ref": "#/components/responses/UriTooLong"},
     }
 
 
@@ -80,7 +81,7 @@ FILENAME_PARAMETER = {
     "in": "path",
     "required": True,
     "description": "The name the server gave the image on upload.",
-    "schema": {"type": "string", "pattern": f"^{IMAGE_FILENAME.pattern}$"},
+    "schema": {"type": "string", "pattern": f"^{IMAGE_FILENAME}$"},
 }
 
 SCHEMAS = {
@@ -389,7 +390,14 @@ DOCUMENT = {
     "paths": PATHS,
     "components": {
         "schemas": SCHEMAS,
-        "responses": {name: _problem(description) for name, description in ERROR_RESPONSES.values()},
+        "responses": {
+            **{name: _problem(description) for name, description in ERROR_RESPONSES.values()},
+            # gunicorn refuses a request line over 4094 bytes itself, before the API sees it.
+            "UriTooLong": {
+                "description": "The URL is longer than the HTTP server accepts (answered by gunicorn).",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+        },
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
     },
 }

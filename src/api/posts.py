@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 
 from api.identity import current_caller, login_required
 from api.models import Post, db
+from api.queries import query_parameters
 from servicekit.errors import ApiError
 from servicekit.validation import invalid, json_object, query_int
 
@@ -70,12 +71,14 @@ def _listing(query, limit: int, offset: int):
 
 
 @bp.get("")
+@query_parameters("limit", "offset")
 def list_posts():
     limit, offset = _page()
     return _listing(select(Post), limit, offset)
 
 
 @bp.get("/my")
+@query_parameters("limit", "offset")
 @login_required
 def my_posts():
     limit, offset = _page()

@@ -221,3 +221,47 @@ def live_account(live_api, clean_databases):
         return registered.json(), {"Authorization": f"Bearer {logged_in.json()['access_token']}"}
 
     return make
+
+
+@pytest.fixture(scope="session")
+def images_service(database_urls, jwt_secret, minio):
+    """The real images service under gunicorn, on the session's MinIO."""
+    environ = service_environ(
+        "images",
+        database_urls["images"],
+        jwt_secret,
+        S3_ENDPOINT_URL=minio.endpoint,
+        S3_ACCESS_KEY_ID=minio.access_key,
+        S3_SECRET_ACCESS_KEY=minio.secret_key,
+        S3_BUCKET="images",
+        S3_REGION="us-east-1",
+        S3_PATH_STYLE="true",
+        S3_CREATE_BUCKET="true",
+    )
+    service = ServiceProcess("images", free_port(), environ).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(database_urls, jwt_secret, auth_service, images_service):
+    """The whole path a client takes: the api under gunicorn, real auth, real images."""
+    environ = api_environ(database_urls["api"], jwt_secret, auth_service.url, images_service.url)
+    service = ServiceProcess("api", free_port(), environ).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def gateway_account(gateway, clean_databases):
+    """Register and log in through the gateway: returns (user, Authorization headers)."""
+
+    def make(username: str = "alice") -> tuple[dict, dict]:
+        body = {"username": username, "password": PASSWORD}
+        registered = requests.post(f"{gateway.url}/api/v1/auth/register", json=body, timeout=10)
+        assert registered.status_code == 201, registered.text
+        logged_in = requests.post(f"{gateway.url}/api/v1/auth/login", json=body, timeout=10)
+        assert logged_in.status_code == 200, logged_in.text
+        return registered.json(), {"Authorization": f"Bearer {logged_in.json()['access_token']}"}
+
+    return make

@@ -12,6 +12,7 @@ import pytest
 
 from devstack.wait import free_port
 from tests.integration.api.conftest import PASSWORD
+from tests.integration.api.upstream_app import BUSY, FAILING, SLOW, sized_name
 
 
 def metric(client, name: str, **labels: str) -> float:
@@ -70,8 +71,8 @@ def test_image_routes_need_a_valid_token_before_anything_is_forwarded(api_client
         ("POST", "/api/v1/images/upload"),
         ("GET", "/api/v1/images"),
         ("GET", "/api/v1/images/stats"),
-        ("GET", "/api/v1/images/10.bin"),
-        ("DELETE", "/api/v1/images/10.bin"),
+        ("GET", f"/api/v1/images/{sized_name(10)}"),
+        ("DELETE", f"/api/v1/images/{sized_name(10)}"),
     ]:
         response = api_client.open(path, method=method, headers={"Authorization": "Bearer a.b.c"})
         assert response.status_code == 401, (method, path)
@@ -100,13 +101,13 @@ def test_the_upload_body_headers_and_token_reach_images_and_its_answer_comes_bac
 
 def test_a_download_passes_the_headers_that_matter_and_drops_the_rest(api_client, account):
     _, headers = account()
-    response = api_client.get("/api/v1/images/1000.bin", headers=headers)
+    response = api_client.get(f"/api/v1/images/{sized_name(1000)}", headers=headers)
 
     assert response.status_code == 200
     assert len(response.data) == 1000
     assert response.headers["Content-Length"] == "1000"
     assert response.headers["Content-Type"] == "application/octet-stream"
-    assert response.headers["Content-Disposition"] == 'attachment; filename="1000.bin"'
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{sized_name(1000)}"'
     assert response.headers["ETag"] == '"pattern-1000"'
     assert "X-Internal-Node" not in response.headers
     assert "Set-Cookie" not in response.headers
@@ -114,12 +115,14 @@ def test_a_download_passes_the_headers_that_matter_and_drops_the_rest(api_client
 
 def test_delete_passes_through_204_without_a_body(api_client, account):
     _, headers = account()
-    response = api_client.delete("/api/v1/images/abc.png", headers=headers)
+    response = api_client.delete(f"/api/v1/images/{sized_name(1)}", headers=headers)
     assert response.status_code == 204
     assert response.data == b""
 
 
-@pytest.mark.parametrize("filename", ["..", ".hidden", "a b", "a%2Fb"])
+@pytest.mark.parametrize(
+    "filename", ["..", ".hidden", "a b", "a%2Fb", "0" * 32 + ".svg", "0" * 31 + ".png", "A" * 32 + ".png"]
+)
 def test_a_filename_that_cannot_be_an_image_is_404_without_asking_images(api_client, account, filename):
     _, headers = account()
     assert api_client.get(f"/api/v1/images/{filename}", headers=headers).status_code == 404
@@ -127,7 +130,7 @@ def test_a_filename_that_cannot_be_an_image_is_404_without_asking_images(api_cli
 
 def test_an_upstream_service_error_becomes_502_without_its_body(api_client, account):
     _, headers = account()
-    response = api_client.get("/api/v1/images/explode.bin", headers=headers)
+    response = api_client.get(f"/api/v1/images/{FAILING}", headers=headers)
     assert response.status_code == 502
     assert response.content_type == "application/problem+json"
     assert "stack trace" not in response.get_data(as_text=True)
@@ -135,7 +138,7 @@ def test_an_upstream_service_error_becomes_502_without_its_body(api_client, acco
 
 def test_an_upstream_503_is_passed_on_with_its_retry_after(api_client, account):
     _, headers = account()
-    response = api_client.get("/api/v1/images/busy.bin", headers=headers)
+    response = api_client.get(f"/api/v1/images/{BUSY}", headers=headers)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "7"
 
@@ -145,7 +148,7 @@ def test_a_slow_images_service_is_504_within_the_read_timeout(api_client, accoun
     before = metric(api_client, "api_upstream_requests_total", target="images", outcome="timeout")
 
     started = time.monotonic()
-    response = api_client.get("/api/v1/images/slow.bin?delay=5", headers=headers)
+    response = api_client.get(f"/api/v1/images/{SLOW}", headers=headers)
     elapsed = time.monotonic() - started
 
     assert response.status_code == 504
@@ -225,3 +228,13 @@ def test_health_ready_and_metrics(api_client):
     ):
         assert name in text
     assert 'dependency_up{dependency="auth"} 1.0' in text
+
+
+def test_unknown_or_repeated_query_parameters_are_400(api_client, account):
+    _, headers = account()
+    assert api_client.get("/api/v1/posts?limt=5").status_code == 400
+    assert api_client.get("/api/v1/posts?limit=5&limit=6").status_code == 400
+    assert api_client.get("/api/v1/images?page=2", headers=headers).status_code == 400
+    response = api_client.get(f"/api/v1/images/{sized_name(10)}?x=1", headers=headers)
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == [{"field": "x", "message": "is not a known query parameter"}]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.api.upstream_app import pattern_bytes
+from tests.integration.api.upstream_app import pattern_bytes, sized_name
 
 BODY_BYTES = 10 * 1024 * 1024
 CONCURRENT_UPLOADS = 4
@@ -88,7 +88,7 @@ def upload(url: str, headers: dict, body_path: Path) -> dict:
 def download(url: str, headers: dict, size: int) -> tuple[requests.Response, str, int]:
     digest, received = hashlib.sha256(), 0
     with requests.get(
-        f"{url}/api/v1/images/{size}.bin", headers=headers, stream=True, timeout=60
+        f"{url}/api/v1/images/{sized_name(size)}", headers=headers, stream=True, timeout=60
     ) as response:
         assert response.status_code == 200
         for chunk in response.iter_content(256 * 1024):
@@ -190,7 +190,7 @@ def test_an_upload_larger_than_the_limit_is_refused_before_its_body_is_read(live
 def test_the_live_gateway_echoes_the_request_id_and_sends_no_hop_by_hop_headers(live_api, live_account):
     _, headers = live_account()
     response = requests.get(
-        f"{live_api.url}/api/v1/images/2048.bin",
+        f"{live_api.url}/api/v1/images/{sized_name(2048)}",
         timeout=10,
         headers={**headers, "X-Request-ID": "trace-me-1", "Connection": "keep-alive"},
     )

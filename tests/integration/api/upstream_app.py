@@ -2,7 +2,7 @@
 
 It streams both ways like the real thing, so the gateway's relaying can be measured without
 the images service: POST /upload reads the body in chunks and answers its size and digest;
-GET /images/<size>.bin streams that many bytes of a known pattern. Some paths misbehave on
+GET /images/<sized_name(size)> streams that many bytes of a known pattern. Some paths misbehave on
 purpose (slow, failing, malformed) to show how the gateway answers for them.
 """
 
@@ -13,11 +13,18 @@ import json
 import time
 
 CHUNK = 64 * 1024
+# Image-shaped names (as the gateway routes them) that misbehave on purpose.
+SLOW, FAILING, BUSY = ("f" * 32 + ".png", "e" * 32 + ".png", "d" * 32 + ".png")
 PATTERN = bytes(range(256)) * (CHUNK // 256)
 
 
+def sized_name(size: int) -> str:
+    """GET /images/<this> streams ``size`` bytes of the pattern."""
+    return f"{size:032x}.png"
+
+
 def pattern_bytes(size: int):
-    """The bytes GET /images/<size>.bin serves, as chunks (the tests recompute the digest)."""
+    """The bytes GET /images/<sized_name(size)> serves, as chunks (the tests recompute the digest)."""
     remaining = size
     while remaining > 0:
         piece = PATTERN[: min(CHUNK, remaining)]
@@ -58,26 +65,27 @@ def app(environ, start_response):  # noqa: PLR0911 - one branch per route reads 
             },
             headers=[("Location", "/images/new.png")],
         )
-    if method == "GET" and path == "/images/slow.bin":
-        time.sleep(float(environ.get("QUERY_STRING", "").partition("=")[2] or 3))
+    name = path.removeprefix("/images/")
+    if method == "GET" and name == SLOW:
+        time.sleep(3)
         return _json(start_response, "200 OK", {"late": True})
-    if method == "GET" and path == "/images/explode.bin":
+    if method == "GET" and name == FAILING:
         return _json(start_response, "500 Internal Server Error", {"secret": "stack trace"})
-    if method == "GET" and path == "/images/busy.bin":
+    if method == "GET" and name == BUSY:
         return _json(
             start_response,
             "503 Service Unavailable",
             {"detail": "object store away"},
             headers=[("Retry-After", "7")],
         )
-    if method == "GET" and path.startswith("/images/") and path.endswith(".bin"):
-        size = int(path[len("/images/") : -len(".bin")])
+    if method == "GET" and path.startswith("/images/"):
+        size = int(name.partition(".")[0], 16)
         start_response(
             "200 OK",
             [
                 ("Content-Type", "application/octet-stream"),
                 ("Content-Length", str(size)),
-                ("Content-Disposition", f'attachment; filename="{size}.bin"'),
+                ("Content-Disposition", f'attachment; filename="{name}"'),
                 ("ETag", f'"pattern-{size}"'),
                 ("Cache-Control", "private, max-age=60"),
                 ("X-Internal-Node", "images-7f9c"),
