@@ -11,6 +11,7 @@ data.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -116,14 +117,16 @@ def _verified_size(stream: IO[bytes], found: Format, max_pixels: int) -> tuple[i
 
 def _decode(stream: IO[bytes], found: Format) -> None:
     """Decode the image once (verify() leaves the file unusable), so truncation shows."""
+    if found is GIF:
+        # Only the first frame is decoded; a GIF cut off in a later frame lacks its trailer.
+        stream.seek(-1, os.SEEK_END)
+        if stream.read(1) != b";":
+            raise ValueError("the GIF ends without its trailer")
     stream.seek(0)
     with Image.open(stream, formats=[found.pillow_name]) as image:
         if found is JPEG:
             # libjpeg still reads every byte but builds a 1/8-scale image: 1/64 of the memory.
             image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
-        # Counting frames walks every frame's blocks, so a cut-off animation is found too.
-        if found is GIF and image.n_frames < 1:
-            raise ValueError("the animation has no frames")
         image.load()
 
 
