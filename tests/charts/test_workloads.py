@@ -216,7 +216,7 @@ def test_service_monitors_scrape_each_service_every_15s_with_the_release_label(g
     for monitor in monitors.values():
         assert monitor["metadata"]["labels"]["release"] == "platform"
         assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s",
-                                                 "scrapeTimeout": "10s", "honorLabels": False}]
+                                                 "scrapeTimeout": "10s", "honorLabels": True}]
     bitnami = [obj for obj in render.of_kind("ServiceMonitor")
                if obj["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))]
     assert len(bitnami) == 2 and all(obj["metadata"]["labels"]["release"] == "platform" for obj in bitnami)

@@ -1,0 +1,120 @@
+"""Secrets stay in Secrets (or outside the chart in production) and wrong values fail early."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.charts.conftest import VALUES_DIR
+
+SECRET_ENV = ("PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY")
+
+
+def literal_secret_env(render):
+    for obj in render.objects:
+        spec = obj.get("spec", {})
+        pod = spec.get("template", {}).get("spec") or (spec if obj["kind"] == "Pod" else None)
+        if not pod:
+            continue
+        for container in [*(pod.get("initContainers") or []), *pod["containers"]]:
+            for env in container.get("env") or []:
+                # *_FILE variables hold the path of a mounted Secret, not a secret.
+                if any(word in env["name"] for word in SECRET_ENV) and env.get("value") \
+                        and not env["name"].endswith("_FILE"):
+                    yield f"{obj['kind']}/{obj['metadata']['name']} {container['name']} {env['name']}"
+
+
+def test_no_secret_is_ever_a_literal_environment_value(render):
+    assert not list(literal_secret_env(render))
+
+
+def test_a_production_render_contains_no_secret_value(get_render):
+    for render_id in ("prod-multi", "prod-single"):
+        render = get_render(render_id)
+        ours = [obj for obj in render.ours() if obj["kind"] == "Secret"]
+        assert not ours, f"{render_id}: the chart generated {[s['metadata']['name'] for s in ours]}"
+        for secret in render.of_kind("Secret"):
+            # Only kube-prometheus-stack's Alertmanager configuration is a Secret, and it holds
+            # routing, no credential (receivers' credentials come from existingSecrets).
+            assert secret["metadata"]["name"].startswith("alertmanager-"), secret["metadata"]["name"]
+            for value in (secret.get("data") or {}).values():
+                text = base64.b64decode(value).decode()
+                for word in ("password", "api_url", "auth_token", "secret"):
+                    assert f"{word}:" not in text, f"{secret['metadata']['name']} holds a {word}"
+        assert "DB_PASSWORD" not in render.text.replace("$(DB_PASSWORD)", "").replace("name: DB_PASSWORD", "")
+
+
+def test_generated_secrets_share_one_value_across_namespaces_and_are_kept(get_render):
+    render = get_render("staging-multi")
+    secrets = {}
+    for secret in render.ours():
+        if secret["kind"] == "Secret":
+            secrets.setdefault(secret["metadata"]["name"], []).append(secret)
+            assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    jwt = secrets["platform-jwt"]
+    assert {s["metadata"]["namespace"] for s in jwt} == {"auth", "api", "image-storage"}
+    assert len({s["data"]["jwt-secret"] for s in jwt}) == 1
+    assert len(base64.b64decode(jwt[0]["data"]["jwt-secret"])) >= 32
+    for service, namespace in (("auth", "auth"), ("api", "api"), ("images", "image-storage")):
+        copies = secrets[f"platform-{service}-database"]
+        assert {s["metadata"]["namespace"] for s in copies} == {namespace, "infrastructure"}
+        assert len({s["data"]["password"] for s in copies}) == 1
+    storage = secrets["platform-images-object-storage"][0]["data"]
+    user = base64.b64decode(secrets["platform-minio-images-user"][0]["data"]["images-service"]).decode()
+    assert f"password={base64.b64decode(storage['secret-access-key']).decode()}\n" in user
+    assert "policies=images-bucket-readwrite\n" in user
+
+
+def test_no_password_is_in_a_config_map(all_renders):
+    for render in all_renders:
+        secrets = {base64.b64decode(value).decode() for obj in render.of_kind("Secret")
+                   for value in (obj.get("data") or {}).values()}
+        config_maps = "\n".join(str(obj.get("data")) for obj in render.of_kind("ConfigMap"))
+        leaked = [s for s in secrets if len(s) >= 16 and "\n" not in s and s in config_maps]
+        assert not leaked, render.id
+
+
+REJECTIONS = [
+    # (what is wrong, --set arguments, words the error must contain)
+    ("production without existing secrets", ["--set", "global.environment=production"],
+     ["/global/jwt/existingSecret", "/auth/database/existingSecret", "/postgresql/auth/existingSecret"]),
+    ("an unknown environment", ["--set", "global.environment=qa"], ["/global/environment", "production"]),
+    ("an unknown namespace mode", ["--set", "global.namespaces.mode=several"], ["/global/namespaces/mode"]),
+    ("a namespace name Kubernetes refuses", ["--set", "global.namespaces.auth=Auth_NS"],
+     ["/global/namespaces/auth"]),
+    ("a misspelt value", ["--set", "auth.replicas=3"], ["replicas"]),
+    ("a malformed memory quantity", ["--set", "api.resources.limits.memory=lots"],
+     ["/api/resources/limits/memory"]),
+    ("a database name that is no identifier", ["--set", "images.database.name=image-db"],
+     ["/images/database/name"]),
+    ("an unknown log level", ["--set", "auth.logLevel=verbose"], ["/auth/logLevel"]),
+    ("a grace period shorter than the drain", ["--set", "api.terminationGracePeriodSeconds=10"],
+     ["terminationGracePeriodSeconds (10) must be longer"]),
+    ("both the bundled and an external database", ["--set", "global.externalDatabase.host=db.example.com"],
+     ["choose one"]),
+    ("no database at all", ["--set", "postgresql.enabled=false"], ["global.externalDatabase.host"]),
+    ("an external database without the services' password secrets",
+     ["--set", "postgresql.enabled=false", "--set", "global.externalDatabase.host=db.example.com"],
+     ["auth.database.existingSecret is required"]),
+    ("an existing password secret the initdb script does not read",
+     ["--set", "auth.database.existingSecret=my-auth-db"], ["AUTH_DB_PASSWORD from Secret my-auth-db"]),
+    ("an external store without credentials",
+     ["--set", "minio.enabled=false", "--set", "global.externalObjectStorage.endpoint=https://s3.example.com"],
+     ["global.externalObjectStorage.existingSecret is required"]),
+    ("multi mode with PostgreSQL outside the infrastructure namespace",
+     ["--set", "global.namespaces.mode=multi"], ['postgresql.namespaceOverride must be "infrastructure"']),
+]
+
+
+@pytest.mark.parametrize(("problem", "args", "words"), REJECTIONS, ids=[r[0] for r in REJECTIONS])
+def test_wrong_values_fail_with_a_message_that_names_the_value(template, problem, args, words):
+    result = template(*args)
+    assert result.returncode != 0, f"{problem} was accepted"
+    for word in words:
+        assert word in result.stderr, f"{problem}: {word!r} not in:\n{result.stderr}"
+
+
+def test_production_with_every_secret_from_existing_secrets_is_accepted(template):
+    result = template("-f", str(VALUES_DIR / "prod.yaml"))
+    assert result.returncode == 0, result.stderr
