@@ -64,7 +64,7 @@ def test_the_document_is_openapi_3_1_and_lists_every_public_route(gateway):
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_gateway_keeps_its_documented_contract(case, gateway, registered_user):
     excluded = (
         [positive_data_acceptance]
