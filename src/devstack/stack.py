@@ -55,6 +55,8 @@ class Stack:
                     "S3_ACCESS_KEY_ID": self.minio.access_key,
                     "S3_SECRET_ACCESS_KEY": self.minio.secret_key,
                     "S3_BUCKET": "images",
+                    "S3_REGION": "us-east-1",
+                    "S3_PATH_STYLE": "true",
                     "S3_CREATE_BUCKET": "true",
                 }
             )
