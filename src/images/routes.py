@@ -7,10 +7,10 @@ Order of operations (docs/images-consistency.md has the longer version):
 
 - Upload: insert a 'pending' row and commit, put the object, then mark the row 'committed'.
   Only committed rows are listed, served or counted, so a half-done upload is invisible.
-  If the put or the final commit fails, the pending row is removed first and the object
-  second: an object is never removed while a committed row may point to it. Whatever a
-  crash leaves behind (a pending row, an object without a row) is old after a grace period
-  and `python -m images.reconcile --fix` removes it.
+  If the final commit fails, the pending row is removed first and its object second, so an
+  object is never removed while a committed row may point to it; if the put fails, only the
+  row is removed. Whatever a failure or crash leaves behind (a pending row, an object
+  without a row) is removed by `python -m images.reconcile --fix` after a grace period.
 - Delete: delete the row inside a transaction (which locks it), delete the object, then
   commit. If the object store fails, the transaction rolls back and nothing changed, so the
   client can retry. A second concurrent delete waits on the row lock and then finds nothing
