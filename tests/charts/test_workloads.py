@@ -9,7 +9,6 @@ import pytest
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
 # The design's replica ranges; dev may lower the maximum only.
 DESIGN_REPLICAS = {"auth": (2, 10), "api": (2, 15), "images": (2, 20)}
-RESTRICTED_NAMESPACES_MODE = "multi"
 
 
 def pod_specs(objects):
@@ -24,42 +23,49 @@ def pod_specs(objects):
             yield obj, obj["spec"]
 
 
+ALLOWED_VOLUMES = {
+    "name",
+    "configMap",
+    "secret",
+    "emptyDir",
+    "persistentVolumeClaim",
+    "projected",
+    "downwardAPI",
+    "csi",
+    "ephemeral",
+}
+
+
 def restricted_violations(spec: dict) -> list[str]:
     """The Pod Security Standard 'restricted' (v1.30+) rules, plus a read-only root filesystem."""
-    problems = []
-    pod = spec.get("securityContext", {})
-    for field in ("hostNetwork", "hostPID", "hostIPC"):
-        if spec.get(field):
-            problems.append(f"{field} is set")
+    problems = [f"{field} is set" for field in ("hostNetwork", "hostPID", "hostIPC") if spec.get(field)]
     for volume in spec.get("volumes") or []:
-        allowed = {"name", "configMap", "secret", "emptyDir", "persistentVolumeClaim", "projected",
-                   "downwardAPI", "csi", "ephemeral"}
-        if set(volume) - allowed:
-            problems.append(f"volume {volume['name']} has a forbidden type {set(volume) - allowed}")
+        if set(volume) - ALLOWED_VOLUMES:
+            problems.append(f"volume {volume['name']} has a forbidden type {set(volume) - ALLOWED_VOLUMES}")
+    pod = spec.get("securityContext", {})
     for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
-        where = f"container {container['name']}"
-        context = container.get("securityContext", {})
-        if context.get("privileged"):
-            problems.append(f"{where} is privileged")
-        if context.get("allowPrivilegeEscalation") is not False:
-            problems.append(f"{where} does not set allowPrivilegeEscalation: false")
-        if context.get("capabilities", {}).get("drop") != ["ALL"]:
-            problems.append(f"{where} does not drop ALL capabilities")
-        if set(context.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
-            problems.append(f"{where} adds capabilities")
-        if not (context.get("runAsNonRoot") or pod.get("runAsNonRoot")):
-            problems.append(f"{where} may run as root")
-        if context.get("runAsUser", pod.get("runAsUser")) == 0:
-            problems.append(f"{where} runs as uid 0")
-        seccomp = context.get("seccompProfile", pod.get("seccompProfile", {})).get("type")
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            problems.append(f"{where} has no RuntimeDefault seccomp profile")
-        if not context.get("readOnlyRootFilesystem"):
-            problems.append(f"{where} has a writable root filesystem")
-        for port in container.get("ports", []):
-            if port.get("hostPort"):
-                problems.append(f"{where} uses a hostPort")
+        problems += [
+            f"container {container['name']} {problem}" for problem in container_violations(container, pod)
+        ]
     return problems
+
+
+def container_violations(container: dict, pod: dict) -> list[str]:
+    context = container.get("securityContext", {})
+    capabilities = context.get("capabilities", {})
+    seccomp = context.get("seccompProfile", pod.get("seccompProfile", {})).get("type")
+    rules = {
+        "is privileged": context.get("privileged"),
+        "does not set allowPrivilegeEscalation: false": context.get("allowPrivilegeEscalation") is not False,
+        "does not drop ALL capabilities": capabilities.get("drop") != ["ALL"],
+        "adds capabilities": set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"},
+        "may run as root": not (context.get("runAsNonRoot") or pod.get("runAsNonRoot")),
+        "runs as uid 0": context.get("runAsUser", pod.get("runAsUser")) == 0,
+        "has no RuntimeDefault seccomp profile": seccomp not in ("RuntimeDefault", "Localhost"),
+        "has a writable root filesystem": not context.get("readOnlyRootFilesystem"),
+        "uses a hostPort": any(port.get("hostPort") for port in container.get("ports", [])),
+    }
+    return [problem for problem, broken in rules.items() if broken]
 
 
 def our_pods(render):
@@ -67,8 +73,11 @@ def our_pods(render):
 
 
 def service_objects(render, kind):
-    found = {obj["metadata"]["labels"]["app.kubernetes.io/name"]: obj for obj in render.of_kind(kind)
-             if obj["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "platform"}
+    found = {
+        obj["metadata"]["labels"]["app.kubernetes.io/name"]: obj
+        for obj in render.of_kind(kind)
+        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "platform"
+    }
     return {name: obj for name, obj in found.items() if name in SERVICES}
 
 
@@ -81,18 +90,27 @@ def deployment_container(render, service):
 def test_every_container_of_ours_runs_under_the_restricted_profile_with_a_read_only_root(render):
     pods = our_pods(render)
     assert len(pods) >= 4  # three services and the helm test pod
-    problems = [f"{owner['kind']}/{owner['metadata']['name']}: {problem}"
-                for owner, spec in pods for problem in restricted_violations(spec)]
+    problems = [
+        f"{owner['kind']}/{owner['metadata']['name']}: {problem}"
+        for owner, spec in pods
+        for problem in restricted_violations(spec)
+    ]
     assert not problems, "\n".join(problems)
 
 
 def test_the_bundled_postgresql_and_minio_pods_also_pass_the_restricted_profile(render):
-    third_party = [(owner, spec) for owner, spec in pod_specs(render.objects)
-                   if owner["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "platform"
-                   and owner["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))]
-    problems = [f"{owner['kind']}/{owner['metadata']['name']}: {problem}"
-                for owner, spec in third_party for problem in restricted_violations(spec)
-                if "root filesystem" not in problem or owner["kind"] != "Job"]
+    third_party = [
+        (owner, spec)
+        for owner, spec in pod_specs(render.objects)
+        if owner["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "platform"
+        and owner["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))
+    ]
+    problems = [
+        f"{owner['kind']}/{owner['metadata']['name']}: {problem}"
+        for owner, spec in third_party
+        for problem in restricted_violations(spec)
+        if "root filesystem" not in problem or owner["kind"] != "Job"
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -146,13 +164,19 @@ def config_map(render, service):
 
 
 def test_services_get_the_environment_contract_with_secrets_only_by_reference(render):
-    for service in SERVICES:
+    for service, port in SERVICES.items():
         _, spec, container = deployment_container(render, service)
         env = {item["name"]: item for item in container["env"]}
         config = config_map(render, service)
-        assert config["SERVICE_NAME"] == service and config["PORT"] == str(SERVICES[service])
-        for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_GRACEFUL_TIMEOUT", "LOG_LEVEL",
-                     "JWT_ISSUER", "JWT_AUDIENCE"):
+        assert config["SERVICE_NAME"] == service and config["PORT"] == str(port)
+        for name in (
+            "WEB_CONCURRENCY",
+            "GUNICORN_THREADS",
+            "GUNICORN_GRACEFUL_TIMEOUT",
+            "LOG_LEVEL",
+            "JWT_ISSUER",
+            "JWT_AUDIENCE",
+        ):
             assert name in config, (service, name)
         for secret in ("DB_PASSWORD", "JWT_SECRET"):
             assert "secretKeyRef" in env[secret]["valueFrom"], (service, secret)
@@ -203,7 +227,12 @@ def test_only_the_api_is_exposed_with_tls_and_a_body_size_for_uploads(get_render
     prod = get_render("prod-multi")
     (route,) = prod.of_kind("HTTPRoute")
     assert route["spec"]["rules"][0]["backendRefs"][0] == {
-        "group": "", "kind": "Service", "name": "platform-api", "port": 3002, "weight": 1}
+        "group": "",
+        "kind": "Service",
+        "name": "platform-api",
+        "port": 3002,
+        "weight": 1,
+    }
     (certificate,) = prod.of_kind("Certificate")
     assert certificate["spec"]["issuerRef"]["name"] == "letsencrypt-prod"
     assert not prod.of_kind("Ingress")
@@ -215,10 +244,20 @@ def test_service_monitors_scrape_each_service_every_15s_with_the_release_label(g
     assert set(monitors) == set(SERVICES)
     for monitor in monitors.values():
         assert monitor["metadata"]["labels"]["release"] == "platform"
-        assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s",
-                                                 "scrapeTimeout": "10s", "honorLabels": True}]
-    bitnami = [obj for obj in render.of_kind("ServiceMonitor")
-               if obj["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))]
+        assert monitor["spec"]["endpoints"] == [
+            {
+                "port": "http",
+                "path": "/metrics",
+                "interval": "15s",
+                "scrapeTimeout": "10s",
+                "honorLabels": True,
+            }
+        ]
+    bitnami = [
+        obj
+        for obj in render.of_kind("ServiceMonitor")
+        if obj["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))
+    ]
     assert len(bitnami) == 2 and all(obj["metadata"]["labels"]["release"] == "platform" for obj in bitnami)
 
 
@@ -229,7 +268,8 @@ def test_the_helm_test_pod_runs_the_journey_from_the_chart_against_the_api_servi
     container = pod["spec"]["containers"][0]
     assert container["image"].startswith("ghcr.io/platform-sre/api:")
     assert {e["name"]: e.get("value") for e in container["env"]}["API_URL"] == (
-        "http://platform-api.api.svc.cluster.local:3002")
+        "http://platform-api.api.svc.cluster.local:3002"
+    )
     (script,) = [obj for obj in render.of_kind("ConfigMap") if obj["metadata"]["name"] == "platform-tests"]
     assert script["metadata"]["annotations"]["helm.sh/hook-weight"] == "-5"
     assert script["data"]["journey.py"] == (chart_ready / "files" / "helm-test" / "journey.py").read_text()

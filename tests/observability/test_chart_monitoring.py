@@ -1,0 +1,143 @@
+"""The chart's monitoring objects: rules, dashboards and alert routing, as rendered by helm."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.charts.conftest import CHART, helm, mode_args, prepare_dependencies
+from tests.charts.test_render import CRD_DIR_RELATIVE, crd_schemas, strict
+from tests.observability.promql import RUNBOOK_BASE_URL, alerts, dashboard_files, rule_files
+
+SECRET = "platform-alerting"
+MONITORING_ON = [
+    "--set", "monitoring.enabled=true",
+    "--set", "monitoring.alertmanager.enabled=true",
+    "--set", f"monitoring.alertmanager.existingSecret={SECRET}",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def chart():
+    prepare_dependencies()
+    return CHART
+
+
+def render(chart, *args: str) -> list[dict]:
+    result = helm("template", "platform", str(chart), "--namespace", "platform", *args)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def of_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+@pytest.fixture(scope="session")
+def multi(chart) -> list[dict]:
+    return render(chart, *MONITORING_ON, *mode_args("default", "multi"))
+
+
+@pytest.fixture(scope="session")
+def schemas(chart) -> dict:
+    return {key: strict(schema) for key, schema in crd_schemas(chart / "charts" / CRD_DIR_RELATIVE).items()}
+
+
+def test_nothing_of_monitoring_is_rendered_while_monitoring_is_off(chart):
+    objects = render(chart)
+    assert not of_kind(objects, "PrometheusRule")
+    assert not of_kind(objects, "AlertmanagerConfig")
+    assert not [
+        obj for obj in of_kind(objects, "ConfigMap") if "grafana_dashboard" in obj["metadata"]["labels"]
+    ]
+
+
+def test_each_rules_file_becomes_a_prometheus_rule_with_exactly_its_groups(multi):
+    rules = {obj["metadata"]["name"]: obj for obj in of_kind(multi, "PrometheusRule")}
+    assert set(rules) == {f"platform-{path.stem}" for path in rule_files()}
+    for path in rule_files():
+        rule = rules[f"platform-{path.stem}"]
+        assert rule["metadata"]["namespace"] == "monitoring"
+        # kube-prometheus-stack's Prometheus selects rules by its release label.
+        assert rule["metadata"]["labels"]["release"] == "platform"
+        assert rule["spec"] == yaml.safe_load(path.read_text())
+
+
+def test_runbook_links_follow_the_configured_base_url(chart):
+    objects = render(
+        chart, *MONITORING_ON, "--set", "monitoring.rules.runbookBaseUrl=https://wiki.example/rb/"
+    )
+    urls = [
+        rule["annotations"]["runbook_url"]
+        for obj in of_kind(objects, "PrometheusRule")
+        for group in obj["spec"]["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert len(urls) == len(alerts())
+    assert all(url.startswith("https://wiki.example/rb/") and RUNBOOK_BASE_URL not in url for url in urls)
+
+
+def test_each_dashboard_is_a_configmap_the_grafana_sidecar_loads(multi):
+    maps = {
+        obj["metadata"]["name"]: obj
+        for obj in of_kind(multi, "ConfigMap")
+        if obj["metadata"]["labels"].get("grafana_dashboard") == "1"
+    }
+    assert set(maps) == {f"platform-dashboard-{path.stem}" for path in dashboard_files()}
+    for path in dashboard_files():
+        configmap = maps[f"platform-dashboard-{path.stem}"]
+        assert configmap["metadata"]["annotations"]["grafana_folder"] == "Platform"
+        assert json.loads(configmap["data"][path.name]) == json.loads(path.read_text())
+
+
+def test_monitoring_objects_are_valid_against_the_operator_crds(multi, schemas):
+    for obj in of_kind(multi, "PrometheusRule") + of_kind(multi, "AlertmanagerConfig"):
+        errors = list(jsonschema.Draft7Validator(schemas[(obj["apiVersion"], obj["kind"])]).iter_errors(obj))
+        assert not errors, f"{obj['kind']} {obj['metadata']['name']}: {[e.message for e in errors]}"
+
+
+def test_critical_alerts_page_slack_and_email_while_warnings_go_to_another_slack_channel(multi):
+    (config,) = of_kind(multi, "AlertmanagerConfig")
+    spec = config["spec"]
+    (matcher,) = spec["route"]["matchers"]
+    assert matcher["name"] == "alertname"
+    assert set(matcher["value"].split("|")) == {alert["alert"] for alert in alerts()}
+    routes = {route["matchers"][0]["value"]: route for route in spec["route"]["routes"]}
+    assert set(routes) == {"critical", "warning"}
+    assert routes["critical"]["receiver"] != routes["warning"]["receiver"]
+    assert routes["critical"]["repeatInterval"] == "1h"
+    receivers = {receiver["name"]: receiver for receiver in spec["receivers"]}
+    critical, warning = receivers[routes["critical"]["receiver"]], receivers[routes["warning"]["receiver"]]
+    assert critical["slackConfigs"][0]["channel"] == "#platform-alerts"
+    assert critical["emailConfigs"][0]["to"] == "oncall@example.com"
+    assert warning["slackConfigs"][0]["channel"] == "#platform-warnings"
+    assert "emailConfigs" not in warning
+
+
+def test_alerting_secrets_come_only_from_the_existing_secret(multi):
+    (config,) = of_kind(multi, "AlertmanagerConfig")
+    for receiver in config["spec"]["receivers"]:
+        for slack in receiver.get("slackConfigs", []):
+            assert slack["apiURL"] == {"name": SECRET, "key": "slack-webhook-url"}
+        for email in receiver.get("emailConfigs", []):
+            assert email["authPassword"] == {"name": SECRET, "key": "smtp-password"}
+    assert "hooks.slack.com" not in yaml.safe_dump(config)
+
+
+def test_alert_routing_refuses_to_render_without_its_secret(chart):
+    result = helm(
+        "template", "platform", str(chart), "--set", "monitoring.enabled=true",
+        "--set", "monitoring.alertmanager.enabled=true", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "monitoring.alertmanager.existingSecret is required" in result.stderr
+
+
+def test_the_alertmanager_routes_alerts_without_a_namespace_label(chart):
+    """ServiceDown from absent() has no namespace label; the operator's default would drop it."""
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    spec = values["kube-prometheus-stack"]["alertmanager"]["alertmanagerSpec"]
+    assert spec["alertmanagerConfigMatcherStrategy"] == {"type": "None"}
