@@ -83,8 +83,11 @@ def mode_args(name: str, mode: str) -> list[str]:
     if current == mode:
         return []
     args = ["--set", f"global.namespaces.mode={mode}"]
-    for chart, namespace in (("postgresql", "infrastructure"), ("minio", "infrastructure"),
-                             ("kube-prometheus-stack", "monitoring")):
+    for chart, namespace in (
+        ("postgresql", "infrastructure"),
+        ("minio", "infrastructure"),
+        ("kube-prometheus-stack", "monitoring"),
+    ):
         args += ["--set-string", f"{chart}.namespaceOverride={namespace if mode == 'multi' else ''}"]
     if mode == "single":
         # Small installs use a monitoring stack of their own namespace (see the chart README).
@@ -106,8 +109,11 @@ class Render:
 
     def ours(self) -> list[dict]:
         """Objects of the platform's own charts (umbrella, library, three services)."""
-        return [obj for obj in self.objects
-                if obj["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "platform"]
+        return [
+            obj
+            for obj in self.objects
+            if obj["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "platform"
+        ]
 
 
 def render_args(render_id: str) -> tuple[str, str, list[str]]:

@@ -25,15 +25,31 @@ def checkov_findings(all_renders, tmp_path_factory) -> set[tuple[str, str]]:
     for render in all_renders:
         (directory / f"{render.id}.yaml").write_text(render.text)
     result = subprocess.run(
-        [str(CHECKOV), "--directory", str(directory), "--framework", "kubernetes", "--quiet", "--compact",
-         "--output", "json", "--skip-download"],
-        capture_output=True, text=True, check=False, timeout=240,
+        [
+            str(CHECKOV),
+            "--directory",
+            str(directory),
+            "--framework",
+            "kubernetes",
+            "--quiet",
+            "--compact",
+            "--output",
+            "json",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
     )
     assert result.returncode in (0, 1), result.stderr
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
-    return {(failed["check_id"], failed["resource"])
-            for report in reports for failed in report["results"]["failed_checks"]}
+    return {
+        (failed["check_id"], failed["resource"])
+        for report in reports
+        for failed in report["results"]["failed_checks"]
+    }
 
 
 def load_waivers() -> list[dict]:
@@ -45,8 +61,11 @@ def load_waivers() -> list[dict]:
 
 def waived(finding, waivers) -> bool:
     check, resource = finding
-    return any(waiver["check"] == check and any(fnmatch.fnmatchcase(resource, pattern)
-                                                for pattern in waiver["resources"]) for waiver in waivers)
+    return any(
+        waiver["check"] == check
+        and any(fnmatch.fnmatchcase(resource, pattern) for pattern in waiver["resources"])
+        for waiver in waivers
+    )
 
 
 def test_checkov_finds_nothing_that_is_not_waived_with_a_reason(checkov_findings):
@@ -58,5 +77,7 @@ def test_checkov_finds_nothing_that_is_not_waived_with_a_reason(checkov_findings
 def test_every_waiver_still_matches_a_finding(checkov_findings):
     for waiver in load_waivers():
         for pattern in waiver["resources"]:
-            assert any(check == waiver["check"] and fnmatch.fnmatchcase(resource, pattern)
-                       for check, resource in checkov_findings), f"{waiver['check']} {pattern} matches nothing"
+            assert any(
+                check == waiver["check"] and fnmatch.fnmatchcase(resource, pattern)
+                for check, resource in checkov_findings
+            ), f"{waiver['check']} {pattern} matches nothing"

@@ -58,8 +58,9 @@ def workload_actors(render) -> list[Actor]:
         if labels.get("app.kubernetes.io/component") == "provisioning":
             name = "minio-provisioning"
         ports = tuple(sorted({p["containerPort"] for c in spec["containers"] for p in c.get("ports", [])}))
-        actors.append(Actor(name, owner["metadata"].get("namespace", "platform"), tuple(sorted(labels.items())),
-                            ports))
+        actors.append(
+            Actor(name, owner["metadata"].get("namespace", "platform"), tuple(sorted(labels.items())), ports)
+        )
     return actors
 
 
@@ -67,13 +68,21 @@ def outside_actors(values) -> list[Actor]:
     np = values["networkPolicy"]
     controller = np["ingressController"]
     return [
-        Actor("ingress-controller", controller["namespace"],
-              tuple(sorted((controller["podSelector"] or {"app": "controller"}).items()))),
-        Actor("prometheus", values["global"]["namespaces"]["monitoring"],
-              tuple(sorted(np["monitoringPodSelector"].items()))),
+        Actor(
+            "ingress-controller",
+            controller["namespace"],
+            tuple(sorted((controller["podSelector"] or {"app": "controller"}).items())),
+        ),
+        Actor(
+            "prometheus",
+            values["global"]["namespaces"]["monitoring"],
+            tuple(sorted(np["monitoringPodSelector"].items())),
+        ),
         Actor("dns", np["dns"]["namespace"], tuple(sorted(np["dns"]["podSelector"].items())), (53,)),
         Actor("stranger", "default", (("app", "stranger"),)),
-        Actor("external-database", None, ports=(values["global"]["externalDatabase"]["port"],), ip="10.20.0.10"),
+        Actor(
+            "external-database", None, ports=(values["global"]["externalDatabase"]["port"],), ip="10.20.0.10"
+        ),
         Actor("external-object-storage", None, ports=(443,), ip="52.219.170.1"),
     ]
 
@@ -92,7 +101,8 @@ def peer_matches(peer: dict, actor: Actor, policy_namespace: str) -> bool:
         address = ipaddress.ip_address(actor.ip)
         block = peer["ipBlock"]
         return address in ipaddress.ip_network(block["cidr"]) and not any(
-            address in ipaddress.ip_network(cidr) for cidr in block.get("except", []))
+            address in ipaddress.ip_network(cidr) for cidr in block.get("except", [])
+        )
     if actor.namespace is None:
         return False
     if "namespaceSelector" in peer:
@@ -111,17 +121,25 @@ def allowed(policies, actor: Actor, other: Actor, port: int, direction: str) -> 
     """Does `actor`'s side allow traffic to (egress) or from (ingress) `other` on `port`?"""
     if actor.namespace is None:
         return True
-    key, peers_key, kind = ("egress", "to", "Egress") if direction == "egress" else ("ingress", "from", "Ingress")
-    selecting = [p for p in policies if p["metadata"]["namespace"] == actor.namespace
-                 and kind in p["spec"].get("policyTypes", ["Ingress"])
-                 and selects(p["spec"]["podSelector"], actor.label_dict)]
+    key, peers_key, kind = (
+        ("egress", "to", "Egress") if direction == "egress" else ("ingress", "from", "Ingress")
+    )
+    selecting = [
+        p
+        for p in policies
+        if p["metadata"]["namespace"] == actor.namespace
+        and kind in p["spec"].get("policyTypes", ["Ingress"])
+        and selects(p["spec"]["podSelector"], actor.label_dict)
+    ]
     if not selecting:
         return True
     for policy in selecting:
         for rule in policy["spec"].get(key) or []:
             peers = rule.get(peers_key)
-            if (peers is None or any(peer_matches(peer, other, policy["metadata"]["namespace"]) for peer in peers)) \
-                    and port_matches(rule.get("ports"), port):
+            if (
+                peers is None
+                or any(peer_matches(peer, other, policy["metadata"]["namespace"]) for peer in peers)
+            ) and port_matches(rule.get("ports"), port):
                 return True
     return False
 
@@ -136,13 +154,17 @@ def allowed_flows(render) -> set[tuple[str, str, int]]:
             if source is target or source.namespace is None:
                 continue
             for port in target.ports:
-                if allowed(policies, source, target, port, "egress") and \
-                        allowed(policies, target, source, port, "ingress"):
+                if allowed(policies, source, target, port, "egress") and allowed(
+                    policies, target, source, port, "ingress"
+                ):
                     flows.add((source.name, target.name, port))
     outside = {"ingress-controller", "prometheus", "dns", "stranger"}
     # Flows between two actors the chart does not manage are none of its business.
-    return {flow for flow in flows if not (flow[0] in outside and flow[1] in outside | {
-        "external-database", "external-object-storage"})}
+    return {
+        flow
+        for flow in flows
+        if not (flow[0] in outside and flow[1] in outside | {"external-database", "external-object-storage"})
+    }
 
 
 def expected_flows(render) -> set[tuple[str, str, int]]:
@@ -150,8 +172,12 @@ def expected_flows(render) -> set[tuple[str, str, int]]:
     bundled_db = values["postgresql"]["enabled"]
     bundled_s3 = values["minio"]["enabled"]
     services = {"auth": 3001, "api": 3002, "images": 3003}
-    flows = {("ingress-controller", "api", 3002), ("platform-tests", "api", 3002),
-             ("api", "auth", 3001), ("api", "images", 3003)}
+    flows = {
+        ("ingress-controller", "api", 3002),
+        ("platform-tests", "api", 3002),
+        ("api", "auth", 3001),
+        ("api", "images", 3003),
+    }
     flows |= {("prometheus", name, port) for name, port in services.items()}
     database = ("postgresql", 5432) if bundled_db else ("external-database", 5432)
     flows |= {(name, *database) for name in services}
@@ -175,13 +201,20 @@ def test_the_network_policies_allow_exactly_the_design_flows(render):
     expected = expected_flows(render)
     assert allowed_set == expected, (
         f"allowed but not designed: {sorted(allowed_set - expected)}\n"
-        f"designed but blocked: {sorted(expected - allowed_set)}")
+        f"designed but blocked: {sorted(expected - allowed_set)}"
+    )
 
 
 def test_every_namespace_with_platform_pods_denies_by_default(render):
     namespaces = {actor.namespace for actor in workload_actors(render)}
     for namespace in namespaces:
-        deny = [p for p in render.of_kind("NetworkPolicy") if p["metadata"]["namespace"] == namespace
-                and p["spec"]["podSelector"] == {} and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-                and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+        deny = [
+            p
+            for p in render.of_kind("NetworkPolicy")
+            if p["metadata"]["namespace"] == namespace
+            and p["spec"]["podSelector"] == {}
+            and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+            and not p["spec"].get("ingress")
+            and not p["spec"].get("egress")
+        ]
         assert deny, f"no default-deny policy in {namespace}"

@@ -39,9 +39,12 @@ def strict(schema: dict) -> dict:
     CRD says x-kubernetes-preserve-unknown-fields."""
     if isinstance(schema, dict):
         schema = {key: strict(value) for key, value in schema.items()}
-        if (schema.get("type") == "object" and "properties" in schema
-                and "additionalProperties" not in schema
-                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        if (
+            schema.get("type") == "object"
+            and "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             schema["additionalProperties"] = False
         return schema
     if isinstance(schema, list):
@@ -113,8 +116,16 @@ def test_the_environments_render_the_custom_resources_they_promise(get_render):
 
 def test_the_chart_readme_covers_install_upgrade_rollback_and_uninstall_per_environment():
     readme = (CHART / "README.md").read_text()
-    for words in ("helm upgrade --install", "helm rollback", "helm uninstall", "helm test",
-                  "bitnamilegacy", "allowInsecureImages", "externalObjectStorage", "externalDatabase"):
+    for words in (
+        "helm upgrade --install",
+        "helm rollback",
+        "helm uninstall",
+        "helm test",
+        "bitnamilegacy",
+        "allowInsecureImages",
+        "externalObjectStorage",
+        "externalDatabase",
+    ):
         assert words in readme, words
     for environment in ("values/dev.yaml", "values/staging.yaml", "values/prod.yaml"):
         assert environment in readme, environment

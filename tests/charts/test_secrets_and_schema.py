@@ -20,8 +20,11 @@ def literal_secret_env(render):
         for container in [*(pod.get("initContainers") or []), *pod["containers"]]:
             for env in container.get("env") or []:
                 # *_FILE variables hold the path of a mounted Secret, not a secret.
-                if any(word in env["name"] for word in SECRET_ENV) and env.get("value") \
-                        and not env["name"].endswith("_FILE"):
+                if (
+                    any(word in env["name"] for word in SECRET_ENV)
+                    and env.get("value")
+                    and not env["name"].endswith("_FILE")
+                ):
                     yield f"{obj['kind']}/{obj['metadata']['name']} {container['name']} {env['name']}"
 
 
@@ -68,8 +71,11 @@ def test_generated_secrets_share_one_value_across_namespaces_and_are_kept(get_re
 
 def test_no_password_is_in_a_config_map(all_renders):
     for render in all_renders:
-        secrets = {base64.b64decode(value).decode() for obj in render.of_kind("Secret")
-                   for value in (obj.get("data") or {}).values()}
+        secrets = {
+            base64.b64decode(value).decode()
+            for obj in render.of_kind("Secret")
+            for value in (obj.get("data") or {}).values()
+        }
         config_maps = "\n".join(str(obj.get("data")) for obj in render.of_kind("ConfigMap"))
         leaked = [s for s in secrets if len(s) >= 16 and "\n" not in s and s in config_maps]
         assert not leaked, render.id
@@ -77,33 +83,66 @@ def test_no_password_is_in_a_config_map(all_renders):
 
 REJECTIONS = [
     # (what is wrong, --set arguments, words the error must contain)
-    ("production without existing secrets", ["--set", "global.environment=production"],
-     ["/global/jwt/existingSecret", "/auth/database/existingSecret", "/postgresql/auth/existingSecret"]),
+    (
+        "production without existing secrets",
+        ["--set", "global.environment=production"],
+        ["/global/jwt/existingSecret", "/auth/database/existingSecret", "/postgresql/auth/existingSecret"],
+    ),
     ("an unknown environment", ["--set", "global.environment=qa"], ["/global/environment", "production"]),
     ("an unknown namespace mode", ["--set", "global.namespaces.mode=several"], ["/global/namespaces/mode"]),
-    ("a namespace name Kubernetes refuses", ["--set", "global.namespaces.auth=Auth_NS"],
-     ["/global/namespaces/auth"]),
+    (
+        "a namespace name Kubernetes refuses",
+        ["--set", "global.namespaces.auth=Auth_NS"],
+        ["/global/namespaces/auth"],
+    ),
     ("a misspelt value", ["--set", "auth.replicas=3"], ["replicas"]),
-    ("a malformed memory quantity", ["--set", "api.resources.limits.memory=lots"],
-     ["/api/resources/limits/memory"]),
-    ("a database name that is no identifier", ["--set", "images.database.name=image-db"],
-     ["/images/database/name"]),
+    (
+        "a malformed memory quantity",
+        ["--set", "api.resources.limits.memory=lots"],
+        ["/api/resources/limits/memory"],
+    ),
+    (
+        "a database name that is no identifier",
+        ["--set", "images.database.name=image-db"],
+        ["/images/database/name"],
+    ),
     ("an unknown log level", ["--set", "auth.logLevel=verbose"], ["/auth/logLevel"]),
-    ("a grace period shorter than the drain", ["--set", "api.terminationGracePeriodSeconds=10"],
-     ["terminationGracePeriodSeconds (10) must be longer"]),
-    ("both the bundled and an external database", ["--set", "global.externalDatabase.host=db.example.com"],
-     ["choose one"]),
+    (
+        "a grace period shorter than the drain",
+        ["--set", "api.terminationGracePeriodSeconds=10"],
+        ["terminationGracePeriodSeconds (10) must be longer"],
+    ),
+    (
+        "both the bundled and an external database",
+        ["--set", "global.externalDatabase.host=db.example.com"],
+        ["choose one"],
+    ),
     ("no database at all", ["--set", "postgresql.enabled=false"], ["global.externalDatabase.host"]),
-    ("an external database without the services' password secrets",
-     ["--set", "postgresql.enabled=false", "--set", "global.externalDatabase.host=db.example.com"],
-     ["auth.database.existingSecret is required"]),
-    ("an existing password secret the initdb script does not read",
-     ["--set", "auth.database.existingSecret=my-auth-db"], ["AUTH_DB_PASSWORD from Secret my-auth-db"]),
-    ("an external store without credentials",
-     ["--set", "minio.enabled=false", "--set", "global.externalObjectStorage.endpoint=https://s3.example.com"],
-     ["global.externalObjectStorage.existingSecret is required"]),
-    ("multi mode with PostgreSQL outside the infrastructure namespace",
-     ["--set", "global.namespaces.mode=multi"], ['postgresql.namespaceOverride must be "infrastructure"']),
+    (
+        "an external database without the services' password secrets",
+        ["--set", "postgresql.enabled=false", "--set", "global.externalDatabase.host=db.example.com"],
+        ["auth.database.existingSecret is required"],
+    ),
+    (
+        "an existing password secret the initdb script does not read",
+        ["--set", "auth.database.existingSecret=my-auth-db"],
+        ["AUTH_DB_PASSWORD from Secret my-auth-db"],
+    ),
+    (
+        "an external store without credentials",
+        [
+            "--set",
+            "minio.enabled=false",
+            "--set",
+            "global.externalObjectStorage.endpoint=https://s3.example.com",
+        ],
+        ["global.externalObjectStorage.existingSecret is required"],
+    ),
+    (
+        "multi mode with PostgreSQL outside the infrastructure namespace",
+        ["--set", "global.namespaces.mode=multi"],
+        ['postgresql.namespaceOverride must be "infrastructure"'],
+    ),
 ]
 
 
