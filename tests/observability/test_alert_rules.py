@@ -73,7 +73,9 @@ def test_every_alert_has_severity_summary_description_and_runbook(alert):
     runbook = RUNBOOKS_DIR / url.removeprefix(RUNBOOK_BASE_URL)
     assert runbook.is_file(), f"{alert['alert']} links to {runbook}, which does not exist"
     text = runbook.read_text()
-    assert alert["alert"] in text, f"{runbook.name} does not name the alert it serves"
+    assert text.startswith(f"# {alert['alert']}\n"), f"{runbook.name} does not name the alert it serves"
+    assert f"severity: **{alert['labels']['severity']}**" in text
+    assert f"files/rules/{alert['file']}" in text
 
 
 def test_every_runbook_serves_an_alert():
