@@ -19,7 +19,10 @@ def init_app(app: Flask, rounds: int) -> None:
 
 
 def validate_new(password: str) -> bytes:
-    encoded = password.encode("utf-8")
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry as an escape
+        raise invalid("password", "must be valid Unicode text") from None
     if len(password) < MIN_CHARACTERS:
         raise invalid("password", f"must be at least {MIN_CHARACTERS} characters")
     if len(encoded) > MAX_BYTES:
@@ -36,7 +39,10 @@ def hash_password(encoded: bytes) -> str:
 
 def check_password(password: str, stored_hash: str | None) -> bool:
     """True only for the right password of an existing user; always pays one bcrypt check."""
-    encoded = password.encode("utf-8")
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no stored password can match it
+        encoded = b""
     usable = 0 < len(encoded) <= MAX_BYTES and b"\x00" not in encoded
     candidate = encoded if usable else b"not-a-possible-password"
     target = stored_hash.encode("ascii") if stored_hash else current_app.extensions["auth.dummy_hash"]

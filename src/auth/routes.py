@@ -62,9 +62,12 @@ def login():
     except ApiError:
         LOGINS.labels("invalid").inc()
         raise
-    user = db.session.execute(
-        select(User).where(func.lower(User.username) == body["username"].lower())
-    ).scalar_one_or_none()
+    # A name no account can have (NUL, a lone surrogate, ...) is an unknown user, not a query.
+    user = None
+    if USERNAME.match(body["username"]):
+        user = db.session.execute(
+            select(User).where(func.lower(User.username) == body["username"].lower())
+        ).scalar_one_or_none()
     if not passwords.check_password(body["password"], user.password_hash if user else None):
         LOGINS.labels("failure").inc()
         raise ApiError(401, "Unknown username or wrong password.", type_="invalid-credentials")

@@ -238,3 +238,28 @@ def test_unknown_or_repeated_query_parameters_are_400(api_client, account):
     response = api_client.get(f"/api/v1/images/{sized_name(10)}?x=1", headers=headers)
     assert response.status_code == 400
     assert response.get_json()["errors"] == [{"field": "x", "message": "is not a known query parameter"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "raw_body", "status"),
+    [
+        ("/api/v1/auth/login", '{"username": "a\\u0000b", "password": "whatever1"}', 401),
+        ("/api/v1/auth/login", '{"username": "\\ud800abc", "password": "whatever1"}', 401),
+        ("/api/v1/auth/login", '{"username": "carol", "password": "\\ud800abcdefgh"}', 401),
+        ("/api/v1/auth/register", '{"username": "carol", "password": "\\ud800abcdefgh"}', 400),
+        ("/api/v1/auth/register", '{"username": "a\\u0000b", "password": "whatever1"}', 400),
+    ],
+)
+def test_credentials_no_account_can_have_are_refused_never_a_server_error(api_client, path, raw_body, status):
+    response = api_client.post(path, data=raw_body, content_type="application/json")
+    assert response.status_code == status
+    assert response.content_type == "application/problem+json"
+
+
+def test_post_text_that_is_not_valid_unicode_is_400(api_client, account):
+    _, headers = account()
+    response = api_client.post(
+        "/api/v1/posts", data='{"content": "\\ud800 lone"}', content_type="application/json", headers=headers
+    )
+    assert response.status_code == 400
+    assert response.get_json()["errors"][0]["field"] == "content"
