@@ -141,3 +141,40 @@ def test_the_alertmanager_routes_alerts_without_a_namespace_label(chart):
     values = yaml.safe_load((chart / "values.yaml").read_text())
     spec = values["kube-prometheus-stack"]["alertmanager"]["alertmanagerSpec"]
     assert spec["alertmanagerConfigMatcherStrategy"] == {"type": "None"}
+
+
+def service_configmaps(objects: list[dict]) -> dict[str, dict]:
+    return {
+        obj["data"]["SERVICE_NAME"]: obj["data"]
+        for obj in of_kind(objects, "ConfigMap")
+        if "SERVICE_NAME" in obj.get("data", {})
+    }
+
+
+def test_trace_export_is_off_unless_an_otlp_endpoint_is_set(chart):
+    default = service_configmaps(render(chart))
+    assert set(default) == {"auth", "api", "images"}
+    assert not any("OTEL_EXPORTER_OTLP_ENDPOINT" in data for data in default.values())
+
+    collector = "kubernetes\\.io/metadata\\.name"
+    objects = render(
+        chart,
+        "--set", "global.tracing.otlpEndpoint=http://otel-collector.monitoring:4318",
+        "--set", f"networkPolicy.otelCollector.to[0].namespaceSelector.matchLabels.{collector}=monitoring",
+    )  # fmt: skip
+
+    for data in service_configmaps(objects).values():
+        assert data["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
+    service_policies = [
+        obj
+        for obj in of_kind(objects, "NetworkPolicy")
+        if obj["metadata"]["name"].endswith(("-auth", "-api", "-images"))
+    ]
+    assert len(service_policies) == 3
+    for policy in service_policies:
+        assert any(
+            rule["ports"] == [{"port": 4318, "protocol": "TCP"}]
+            and rule["to"]
+            == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+            for rule in policy["spec"]["egress"]
+        ), policy["metadata"]["name"]

@@ -71,6 +71,10 @@ data:
   JWT_AUDIENCE: {{ $global.jwt.audience | quote }}
   DB_POOL_SIZE: {{ $values.database.poolSize | quote }}
   DB_MAX_OVERFLOW: {{ $values.database.maxOverflow | quote }}
+  {{- with ($global.tracing | default dict).otlpEndpoint }}
+  # Trace export (servicekit.tracing); absent = off.
+  OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+  {{- end }}
   {{- if eq .service "api" }}
   AUTH_SERVICE_URL: {{ include "platform-lib.serviceUrl" (dict "root" $root "service" "auth") | quote }}
   IMAGES_SERVICE_URL: {{ include "platform-lib.serviceUrl" (dict "root" $root "service" "images") | quote }}
