@@ -60,6 +60,7 @@ def test_every_exporter_metric_listed_is_used_and_every_name_used_is_accounted_f
     assert not unknown, f"names that belong to no service and no listed exporter: {unknown}"
 
 
+@pytest.mark.integration
 def test_every_service_metric_named_by_a_dashboard_or_alert_is_exported(platform_stack, traffic):
     running = existing_services()
     scraped = {name: scrape(platform_stack.services[name].url) for name in running}
@@ -74,6 +75,7 @@ def test_every_service_metric_named_by_a_dashboard_or_alert_is_exported(platform
         pytest.skip(f"not in src/ yet, so not checked: {not_running}")
 
 
+@pytest.mark.integration
 def test_every_label_a_query_matches_on_is_exported_with_the_metric(platform_stack, traffic):
     running = existing_services()
     labels_of: dict[str, set[str]] = {}
@@ -91,6 +93,7 @@ def test_every_label_a_query_matches_on_is_exported_with_the_metric(platform_sta
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.integration
 def test_minio_exports_the_metrics_the_dashboards_and_alerts_use(platform_stack, traffic):
     wanted = {name for name, source in EXPORTER_METRICS.items() if source.startswith("MinIO")}
     endpoint = platform_stack.minio.endpoint

@@ -20,6 +20,9 @@ from devstack.wait import free_port, wait_until
 from tests.observability.conftest import existing_services
 from tests.observability.promql import rule_files
 
+# Real PostgreSQL, MinIO and gunicorn (devstack).
+pytestmark = pytest.mark.integration
+
 SHORT_FOR = {"ServiceDown": "2s"}
 
 

@@ -31,6 +31,7 @@ def access_line(service: ServiceProcess, request_id: str) -> dict | None:
     return next((line for line in lines_with(service, request_id) if line.get("kind") == "access"), None)
 
 
+@pytest.mark.integration
 def test_one_request_id_can_be_followed_through_the_logs_of_gateway_auth_and_images(platform_stack, traffic):
     if set(existing_services()) != {"auth", "api", "images"}:
         pytest.skip(f"needs the three services; in src/: {existing_services()}")
@@ -82,6 +83,7 @@ def test_one_request_id_can_be_followed_through_the_logs_of_gateway_auth_and_ima
     assert stored and stored[0]["trace_id"] == trace_id and stored[0]["route"] == "/upload"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["auth", "api", "images"])
 def test_every_log_line_is_one_json_object_with_time_level_service_and_message(platform_stack, traffic, name):
     if name not in existing_services():
@@ -170,6 +172,7 @@ def otlp_receiver():
     receiver.close()
 
 
+@pytest.mark.integration
 def test_gunicorn_workers_export_spans_that_continue_the_callers_trace(platform_stack, otlp_receiver):
     env = {
         **platform_stack.services["auth"].env,

@@ -6,11 +6,15 @@ import os
 import signal
 import subprocess
 
+import pytest
 import requests
 
 from devstack.services import ServiceProcess
 from devstack.wait import free_port, wait_until
 from tests.observability.promql import scraped_series
+
+# Real PostgreSQL, MinIO and gunicorn (devstack).
+pytestmark = pytest.mark.integration
 
 
 def workers_of(service: ServiceProcess) -> list[int]:
