@@ -21,7 +21,7 @@ from devstack.wait import wait_until
 from images.config import ImagesSettings
 from images.reconcile import reconcile
 from servicekit import config
-from tests.conftest import service_environ
+from tests.conftest import service_environ, truncate_all_tables
 
 BUCKET = "images"
 ALICE = (1, "alice")
@@ -88,7 +88,16 @@ def s3(minio):
 
 
 @pytest.fixture
-def clean_bucket(s3):
+def clean_image_rows(clean_databases):
+    """An empty images table before the test (other suites share the database) and after it."""
+    truncate_all_tables(clean_databases["images"])
+    return clean_databases
+
+
+@pytest.fixture
+def clean_bucket(s3, clean_image_rows):
+    """An empty bucket (and table) before the test and after it."""
+    empty_bucket(s3)
     yield s3
     empty_bucket(s3)
 

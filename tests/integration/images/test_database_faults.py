@@ -36,7 +36,7 @@ def test_a_connection_lost_at_the_final_commit_gives_503_and_leaves_neither_row_
 
 
 @pytest.fixture
-def images_service(images_environ, clean_databases, clean_bucket):
+def images_service(images_environ, clean_bucket):
     service = ServiceProcess("images", free_port(), images_environ, workers=1).start()
     yield service
     service.stop()

@@ -19,7 +19,7 @@ FAIL_FAST_SECONDS = 5
 
 
 @pytest.fixture
-def client(fragile_images_app, clean_databases, own_s3):
+def client(fragile_images_app, clean_image_rows, own_s3):
     return fragile_images_app.test_client()
 
 
