@@ -212,3 +212,38 @@ def test_gunicorn_workers_export_spans_that_continue_the_callers_trace(platform_
         assert roots[0][1].parent_span_id == b""
     finally:
         service.stop()
+
+
+def test_a_call_to_another_service_names_the_exported_span_as_its_parent(otlp_receiver):
+    """What the gateway sends on to auth and images links the callee's span to its own."""
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    program = (
+        "from servicekit import config, context, tracing\n"
+        "from servicekit.app import create_service_app\n"
+        "from servicekit.config import ServiceSettings\n"
+        "settings = config.load(ServiceSettings, {'DATABASE_URL': 'postgresql+psycopg2://u:p@127.0.0.1:1/x',"
+        f" 'JWT_SECRET': 'x' * 40, 'OTEL_EXPORTER_OTLP_ENDPOINT': '{otlp_receiver.url}'}})\n"
+        "app = create_service_app('gateway', settings)\n"
+        "app.add_url_rule('/call', 'call', lambda: context.outbound_headers())\n"
+        f"incoming = {{'traceparent': '00-{trace_id}-{caller_span}-01'}}\n"
+        "answer = app.test_client().get('/call', headers=incoming)\n"
+        "tracing.shutdown()\n"
+        "print(answer.get_json()['traceparent'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=PROJECT_ROOT,
+        env={"PYTHONPATH": str(PROJECT_ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    version, sent_trace, parent, flags = result.stdout.strip().split("-")
+
+    ((_, span),) = otlp_receiver.of_trace(trace_id)
+    assert (version, sent_trace, flags) == ("00", trace_id, "01")
+    assert parent == span.span_id.hex()
+    assert span.parent_span_id.hex() == caller_span
+    assert span.name == "GET /call"
