@@ -13,6 +13,9 @@ HELM_VERSION="v4.3.1"
 MINIO_MODULE="github.com/minio/minio"
 # MinIO publishes no semver tags to the Go proxy; this is its last community commit.
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+# The MinIO client, to test the chart's MinIO provisioning script (a pinned commit: no semver tags).
+MC_MODULE="github.com/minio/mc"
+MC_VERSION="v0.0.0-20250313080218-cf909e1063a9"
 PROMTOOL_MODULE="github.com/prometheus/prometheus/cmd/promtool"
 PROMTOOL_VERSION="v0.316.0"
 # The Prometheus server itself, for the test that scrapes the local services with the alert rules.
@@ -70,6 +73,7 @@ go_tool() {
 go_tool helm "$HELM_MODULE" "$HELM_VERSION"
 go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
 go_tool promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
+go_tool mc "$MC_MODULE" "$MC_VERSION"
 go_tool prometheus "$PROMETHEUS_MODULE" "$PROMTOOL_VERSION"
 
 log "ready: $(ls "$BIN" | tr '\n' ' ')"
