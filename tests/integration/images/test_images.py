@@ -156,3 +156,14 @@ def test_stats_of_a_user_without_images_are_zero(images_client, alice):
         "total_bytes": 0,
         "by_content_type": {"image/jpeg": 0, "image/png": 0, "image/gif": 0, "image/webp": 0},
     }
+
+
+def test_a_delete_whose_object_is_already_gone_still_completes(images_client, alice, uploaded, s3, stored):
+    # What a retry meets when a delete removed the object but could not commit.
+    body = uploaded(alice)
+    s3.delete_object(Bucket=BUCKET, Key=f"users/1/{body['filename']}")
+
+    response = images_client.delete(f"/images/{body['filename']}", headers=alice)
+
+    assert response.status_code == 204
+    assert stored() == ([], [])

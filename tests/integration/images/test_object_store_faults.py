@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import os
+import re
 import signal
 import threading
 import time
@@ -55,11 +56,17 @@ def test_uploads_while_the_object_store_stops_fail_fast_and_recover_without_a_re
         wait_until(lambda: sum(status == 503 for status, _ in results) >= 8, timeout=30, message="503s")
         stop.set()
 
+    put_errors = re.search(
+        r'^images_object_store_errors_total\{operation="put"\} (\S+)$',
+        client.get("/metrics").get_data(as_text=True),
+        re.M,
+    )
     statuses = {status for status, _ in results}
     slowest_failure = max(seconds for status, seconds in results if status == 503)
     print(f"\nobject store stopped: {len(results)} uploads, slowest 503 after {slowest_failure:.2f}s")
     assert statuses == {201, 503}
     assert slowest_failure < FAIL_FAST_SECONDS
+    assert float(put_errors.group(1)) >= 8
     rows, _ = stored()
     assert {row["status"] for row in rows} == {"committed"}
     assert len(rows) == sum(status == 201 for status, _ in results)

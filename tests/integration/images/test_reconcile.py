@@ -116,3 +116,11 @@ def test_the_command_exits_1_while_orphans_remain_and_0_once_fixed(leftovers, im
     assert fixing.returncode == 0, fixing.stderr
     assert after.returncode == 0
     assert bucket_keys(s3) == [leftovers["healthy"]]
+
+
+def test_unfinished_multipart_uploads_are_aborted(run_reconcile, images_client, s3):
+    s3.create_multipart_upload(Bucket=BUCKET, Key="users/1/" + "d" * 32 + ".png")
+
+    run_reconcile(grace=datetime.timedelta(0), fix=True)
+
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
