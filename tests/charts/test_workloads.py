@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
 # The design's replica ranges; dev may lower the maximum only.
@@ -273,3 +274,24 @@ def test_the_helm_test_pod_runs_the_journey_from_the_chart_against_the_api_servi
     (script,) = [obj for obj in render.of_kind("ConfigMap") if obj["metadata"]["name"] == "platform-tests"]
     assert script["metadata"]["annotations"]["helm.sh/hook-weight"] == "-5"
     assert script["data"]["journey.py"] == (chart_ready / "files" / "helm-test" / "journey.py").read_text()
+
+
+def pod_annotations(result_text):
+    return {
+        obj["metadata"]["name"]: obj["spec"]["template"]["metadata"]["annotations"]
+        for obj in yaml.safe_load_all(result_text)
+        if obj
+        and obj["kind"] == "Deployment"
+        and obj["metadata"]["name"] in ("platform-auth", "platform-api")
+    }
+
+
+def test_a_changed_setting_or_secret_rolls_the_pods_that_use_it(template):
+    base = pod_annotations(template().stdout)
+    setting = pod_annotations(template("--set", "auth.settings.BCRYPT_ROUNDS=13").stdout)
+    assert setting["platform-auth"]["checksum/config"] != base["platform-auth"]["checksum/config"]
+    assert setting["platform-api"] == base["platform-api"], "an auth setting must not roll the api"
+    secret = pod_annotations(template("--set", "global.jwt.existingSecret=platform-jwt-rotated").stdout)
+    for name in ("platform-auth", "platform-api"):
+        assert secret[name]["checksum/secret"] != base[name]["checksum/secret"]
+        assert secret[name]["checksum/config"] == base[name]["checksum/config"]
