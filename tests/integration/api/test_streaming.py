@@ -199,3 +199,24 @@ def test_the_live_gateway_echoes_the_request_id_and_sends_no_hop_by_hop_headers(
     assert response.headers["ETag"] == '"pattern-2048"'
     assert "Transfer-Encoding" not in response.headers
     assert "X-Internal-Node" not in response.headers
+
+
+def test_upstream_metrics_add_up_across_gunicorn_workers(live_api, live_account):
+    _, headers = live_account()
+    for _ in range(6):
+        assert requests.get(f"{live_api.url}/api/v1/posts/my", headers=headers, timeout=10).status_code == 200
+    assert requests.get(f"{live_api.url}/ready", timeout=10).status_code == 200
+
+    text = requests.get(f"{live_api.url}/metrics", timeout=10).text
+
+    def value(prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+    # One verification per worker that saw the token at most; the rest came from the caches.
+    assert value('api_token_cache_total{result="hit"}') >= 4
+    assert (
+        value('api_upstream_requests_total{outcome="success",target="auth"}') >= 3
+    )  # register, login, verify
+    assert value('api_upstream_request_duration_seconds_count{target="auth"}') >= 3
+    for dependency in ("database", "auth", "images"):
+        assert value(f'dependency_up{{dependency="{dependency}"}}') == 1
