@@ -8,7 +8,6 @@ histogram the dashboards and alerts name has samples.
 from __future__ import annotations
 
 import io
-import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -130,22 +129,19 @@ def drive_traffic(stack: Stack) -> Traffic:
 @pytest.fixture(scope="session")
 def platform_stack():
     """PostgreSQL, MinIO and the services that exist, started once; MinIO's metrics are public."""
-    saved = os.environ.get("MINIO_PROMETHEUS_AUTH_TYPE")
-    # As the Bitnami chart sets it (metrics.prometheusAuthType: public).
-    os.environ["MINIO_PROMETHEUS_AUTH_TYPE"] = "public"
     stack = Stack(ports={name: free_port() for name in SERVICES})
     try:
-        stack.start(only=existing_services())
+        # MinIO reads it from its environment, as the Bitnami chart sets it
+        # (metrics.prometheusAuthType: public); only this stack's MinIO gets it.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MINIO_PROMETHEUS_AUTH_TYPE", "public")
+            stack.start(only=existing_services())
         yield stack
     finally:
         stack.stop()
         for server in (getattr(stack, "postgres", None), getattr(stack, "minio", None)):
             if server is not None:
                 server.destroy()
-        if saved is None:
-            os.environ.pop("MINIO_PROMETHEUS_AUTH_TYPE", None)
-        else:
-            os.environ["MINIO_PROMETHEUS_AUTH_TYPE"] = saved
 
 
 @pytest.fixture(scope="session")
