@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.charts.conftest import CHART, RENDER_IDS, SCHEMAS, VALUES_FILES, helm, render_args
+from tests.charts.conftest import CHART, NAMESPACE, RENDER_IDS, SCHEMAS, helm, render_args
 
 CRD_DIR_RELATIVE = Path("kube-prometheus-stack") / "charts" / "crds" / "crds"
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
@@ -61,11 +61,12 @@ def custom_resource_schemas(chart_ready) -> dict[tuple[str, str], dict]:
     return {key: strict(schema) for key, schema in schemas.items()}
 
 
-@pytest.mark.parametrize("values_name", VALUES_FILES)
-def test_helm_lint_strict_passes(chart_ready, values_name):
-    _, _, args = render_args(f"{values_name}-single")
-    result = helm("lint", "--strict", str(chart_ready), *args, check=False)
+@pytest.mark.parametrize("render_id", RENDER_IDS)
+def test_helm_lint_strict_passes(chart_ready, render_id):
+    _, _, args = render_args(render_id)
+    result = helm("lint", "--strict", str(chart_ready), "--namespace", NAMESPACE, *args, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
 
 
 def test_every_values_file_renders_in_both_namespace_modes(all_renders):
