@@ -99,20 +99,22 @@ def test_every_container_of_ours_runs_under_the_restricted_profile_with_a_read_o
     assert not problems, "\n".join(problems)
 
 
-def test_the_bundled_postgresql_and_minio_pods_also_pass_the_restricted_profile(render):
+def test_the_third_party_pods_also_pass_the_restricted_profile(render):
+    """PostgreSQL, MinIO and the monitoring stack share the namespaces labelled 'restricted'."""
     third_party = [
         (owner, spec)
         for owner, spec in pod_specs(render.objects)
         if owner["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "platform"
-        and owner["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))
     ]
     problems = [
         f"{owner['kind']}/{owner['metadata']['name']}: {problem}"
         for owner, spec in third_party
         for problem in restricted_violations(spec)
-        if "root filesystem" not in problem or owner["kind"] != "Job"
     ]
     assert not problems, "\n".join(problems)
+    for prometheus in [*render.of_kind("Prometheus"), *render.of_kind("Alertmanager")]:
+        context = prometheus["spec"]["securityContext"]
+        assert context["runAsNonRoot"] and context["seccompProfile"]["type"] == "RuntimeDefault"
 
 
 def test_each_service_has_an_hpa_on_cpu_and_memory_and_a_pdb_keeping_one_pod(render):
