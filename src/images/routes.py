@@ -98,14 +98,14 @@ def upload():
     image_id, key, described = image.id, image.object_key, image.to_json()
 
     try:
-        _store().put(key, received.stream, size, image.content_type)
+        _store().put(key, received.stream, size, inspected.format.content_type)
     except ObjectStoreUnavailable:
         # Asking the store that just failed to delete would only double the client's wait;
         # an object that did land has no row now, and the reconcile removes it.
         _undo_upload(image_id, key, remove_object=False)
         raise
     try:
-        db.session.execute(
+        marked = db.session.execute(
             update(Image).where(Image.id == image_id, Image.status == PENDING).values(status=COMMITTED)
         )
         db.session.commit()
@@ -113,6 +113,10 @@ def upload():
         db.session.rollback()
         _undo_upload(image_id, key, remove_object=True)
         raise
+    if marked.rowcount != 1:
+        # The pending row was removed meanwhile (a reconcile run with too short a grace period).
+        _undo_upload(image_id, key, remove_object=True)
+        raise ApiError(503, "The upload could not be completed; try again.", type_="upload-interrupted")
 
     UPLOADS.inc()
     UPLOAD_BYTES.inc(size)
@@ -246,12 +250,13 @@ def _original_name(raw: str | None) -> str:
 def _undo_upload(image_id: int, key: str, *, remove_object: bool) -> None:
     """Remove a failed upload: its pending row first, then its object (see the module doc).
 
-    Both steps are best effort; what they cannot remove, the reconcile removes later.
+    The object goes only when no committed row names it: if the final commit did reach the
+    database though its answer was lost, the image exists and keeps its bytes. Both steps are
+    best effort; what they cannot remove, the reconcile removes later.
     """
     try:
-        removed = db.session.execute(
-            delete(Image).where(Image.id == image_id, Image.status == PENDING).returning(Image.id)
-        ).first()
+        db.session.execute(delete(Image).where(Image.id == image_id, Image.status == PENDING))
+        committed = db.session.execute(select(Image.id).where(Image.id == image_id)).first() is not None
         db.session.commit()
     except SQLAlchemyError as exc:
         db.session.rollback()
@@ -260,7 +265,7 @@ def _undo_upload(image_id: int, key: str, *, remove_object: bool) -> None:
             extra={"object_key": key, "error": type(exc).__name__},
         )
         return
-    if removed is not None and remove_object:
+    if remove_object and not committed:
         _store().delete_quietly(key)
 
 

@@ -75,3 +75,31 @@ def test_a_crash_between_object_and_commit_leaves_leftovers_the_reconcile_remove
 
     assert [(finding.kind, finding.has_object) for finding in report.findings] == [("stale_pending", True)]
     assert stored() == ([], [])
+
+
+@pytest.fixture
+def final_update_finds_nothing(postgres):
+    """A trigger makes the 'pending -> committed' update change no row, as if the row were gone."""
+    admin = postgres.connect(database="image_db")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("""
+            CREATE FUNCTION test_skip_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RETURN NULL; END $$;
+            CREATE TRIGGER test_skip_commit BEFORE UPDATE ON images FOR EACH ROW
+            WHEN (NEW.status = 'committed') EXECUTE FUNCTION test_skip_commit();
+        """)
+    yield
+    with admin.cursor() as cursor:
+        cursor.execute("DROP TRIGGER test_skip_commit ON images; DROP FUNCTION test_skip_commit()")
+    admin.close()
+
+
+def test_an_upload_whose_row_cannot_be_marked_committed_answers_503_and_leaves_nothing(
+    upload, alice, final_update_finds_nothing, stored
+):
+    response = upload(alice, image_bytes("PNG"))
+
+    assert response.status_code == 503
+    assert response.get_json()["type"].endswith("/upload-interrupted")
+    assert stored() == ([], [])
