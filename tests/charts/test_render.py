@@ -3,6 +3,7 @@ CRD schemas (strict: an unknown field is an error)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -130,3 +131,20 @@ def test_the_chart_readme_covers_install_upgrade_rollback_and_uninstall_per_envi
         assert words in readme, words
     for environment in ("values/dev.yaml", "values/staging.yaml", "values/prod.yaml"):
         assert environment in readme, environment
+
+
+def test_the_crd_schemas_catch_a_wrong_field_or_value(get_render, custom_resource_schemas):
+    render = get_render("prod-multi")
+    wrong = []
+    monitor = copy.deepcopy(render.of_kind("ServiceMonitor")[0])
+    monitor["spec"]["endpoints"][0]["intervall"] = "15s"
+    wrong.append(monitor)
+    route = copy.deepcopy(render.of_kind("HTTPRoute")[0])
+    route["spec"]["rules"][0]["matches"][0]["path"]["type"] = "Prefix"
+    wrong.append(route)
+    certificate = copy.deepcopy(render.of_kind("Certificate")[0])
+    del certificate["spec"]["secretName"]
+    wrong.append(certificate)
+    for obj in wrong:
+        schema = custom_resource_schemas[(obj["apiVersion"], obj["kind"])]
+        assert list(jsonschema.Draft7Validator(schema).iter_errors(obj)), f"{obj['kind']} accepted"
