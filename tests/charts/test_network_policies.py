@@ -8,6 +8,7 @@ expected one, in both namespace modes and for every values file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import ipaddress
 
@@ -218,3 +219,11 @@ def test_every_namespace_with_platform_pods_denies_by_default(render):
             and not p["spec"].get("egress")
         ]
         assert deny, f"no default-deny policy in {namespace}"
+
+
+def test_the_evaluator_notices_a_policy_that_lets_more_through(get_render):
+    render = copy.deepcopy(get_render("staging-multi"))
+    (auth,) = [p for p in render.of_kind("NetworkPolicy") if p["metadata"]["name"] == "platform-auth"]
+    auth["spec"]["ingress"].append({"from": [{"namespaceSelector": {}}]})
+    extra = allowed_flows(render) - expected_flows(render)
+    assert ("stranger", "auth", 3001) in extra and ("ingress-controller", "auth", 3001) in extra

@@ -148,3 +148,20 @@ def test_the_crd_schemas_catch_a_wrong_field_or_value(get_render, custom_resourc
     for obj in wrong:
         schema = custom_resource_schemas[(obj["apiVersion"], obj["kind"])]
         assert list(jsonschema.Draft7Validator(schema).iter_errors(obj)), f"{obj['kind']} accepted"
+
+
+@pytest.mark.parametrize("values_name", ["default", "staging", "prod"])
+def test_the_notes_say_how_to_reach_the_api_and_run_the_tests(chart_ready, values_name):
+    _, _, args = render_args(f"{values_name}-{'single' if values_name == 'default' else 'multi'}")
+    result = helm(
+        "install", "platform", str(chart_ready), "--namespace", NAMESPACE, "--dry-run=client", *args
+    )
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "port-forward svc/platform-api 3002:3002" in notes
+    assert "helm test platform" in notes
+    host = {
+        "default": "http://api.platform.local",
+        "staging": "https://api.staging.platform.example.com",
+        "prod": "https://api.platform.example.com",
+    }[values_name]
+    assert f"{host}/api/v1/posts" in notes
