@@ -24,7 +24,8 @@ bp = Blueprint("gateway", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
 
 # What a client may tell the service behind. Everything else (cookies, hop-by-hop headers,
-# X-Forwarded-* a client made up) stays at the gateway.
+# anything else a client made up) stays at the gateway; X-Forwarded-For is extended, as every
+# proxy on the way does.
 FORWARDED_REQUEST_HEADERS = (
     "Authorization",
     "Content-Type",
