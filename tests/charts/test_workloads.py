@@ -298,3 +298,36 @@ def test_a_changed_setting_or_secret_rolls_the_pods_that_use_it(template):
     for name in ("platform-auth", "platform-api"):
         assert secret[name]["checksum/secret"] != base[name]["checksum/secret"]
         assert secret[name]["checksum/config"] == base[name]["checksum/config"]
+
+
+SETTINGS_CLASSES = {
+    "auth": "auth.config:AuthSettings",
+    "api": "api.config:ApiSettings",
+    "images": "images.config:ImagesSettings",
+}
+
+
+def container_environment(render, service) -> dict[str, str]:
+    """The environment the service container gets, secrets replaced by stand-ins, $(VAR) expanded."""
+    _, _, container = deployment_container(render, service)
+    environ = dict(config_map(render, service))
+    for item in container["env"]:
+        if "valueFrom" in item:
+            environ[item["name"]] = "stand-in-secret-value-of-32-bytes-or-more"
+        else:
+            environ[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: environ[m.group(1)], item["value"])
+    return environ
+
+
+def test_each_service_accepts_the_settings_the_chart_gives_it(render):
+    import importlib
+
+    from servicekit.config import load
+
+    for service, target in SETTINGS_CLASSES.items():
+        module, name = target.split(":")
+        settings = load(
+            getattr(importlib.import_module(module), name), container_environment(render, service)
+        )
+        assert settings.database_url.startswith("postgresql+psycopg2://")
+        assert f"/{service if service != 'images' else 'image'}_db" in settings.database_url

@@ -94,8 +94,20 @@ data:
   S3_CREATE_BUCKET: "false"
   {{- end }}
   {{- range $name, $value := $values.settings }}
-  {{ $name }}: {{ $value | quote }}
+  {{ $name }}: {{ include "platform-lib.envValue" $value }}
   {{- end }}
+{{- end -}}
+
+{{- /*
+A value as an environment variable. YAML numbers reach templates as float64, which would print
+20971520 as "2.097152e+07" and fail the service's integer setting; whole numbers print as integers.
+*/ -}}
+{{- define "platform-lib.envValue" -}}
+{{- if and (kindIs "float64" .) (eq . (float64 (int64 .))) -}}
+{{- int64 . | toString | quote -}}
+{{- else -}}
+{{- . | toString | quote -}}
+{{- end -}}
 {{- end -}}
 
 {{- /*
