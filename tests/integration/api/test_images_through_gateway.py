@@ -64,6 +64,14 @@ def test_a_user_uploads_lists_downloads_and_deletes_an_image_through_the_gateway
     assert downloaded.headers["Content-Length"] == str(len(content))
     assert downloaded.headers["X-Content-Type-Options"] == "nosniff"
     assert "ETag" in downloaded.headers
+    unchanged = requests.get(
+        f"{gateway.url}/api/v1/images/{image['filename']}",
+        headers={**headers, "If-None-Match": downloaded.headers["ETag"]},
+        timeout=10,
+    )
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert unchanged.headers["ETag"] == downloaded.headers["ETag"]
 
     deleted = requests.delete(f"{gateway.url}/api/v1/images/{image['filename']}", headers=headers, timeout=10)
     assert deleted.status_code == 204
