@@ -56,7 +56,8 @@ def prepare_dependencies() -> None:
     for name in THIRD_PARTY:
         target = CHART / "charts" / name
         wanted = _chart_version(source / name)
-        if _chart_version(target) == wanted:
+        # `helm dependency build` (online) leaves <name>-<version>.tgz; a second copy would clash.
+        if _chart_version(target) == wanted or (CHART / "charts" / f"{name}-{wanted}.tgz").exists():
             continue
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source / name, target)
