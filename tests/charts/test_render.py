@@ -165,3 +165,15 @@ def test_the_notes_say_how_to_reach_the_api_and_run_the_tests(chart_ready, value
         "prod": "https://api.platform.example.com",
     }[values_name]
     assert f"{host}/api/v1/posts" in notes
+
+
+def test_the_three_services_share_their_templates_through_the_library_chart():
+    library = yaml.safe_load((CHART / "charts" / "platform-lib" / "Chart.yaml").read_text())
+    assert library["type"] == "library"
+    for service in ("auth", "api", "images"):
+        templates = sorted(p.name for p in (CHART / "charts" / service / "templates").iterdir())
+        assert templates == ["resources.yaml"], service
+        body = (CHART / "charts" / service / "templates" / "resources.yaml").read_text()
+        assert '{{ include "platform-lib.service" . }}' in body
+        dependencies = yaml.safe_load((CHART / "charts" / service / "Chart.yaml").read_text())["dependencies"]
+        assert [d["name"] for d in dependencies] == ["platform-lib"]
