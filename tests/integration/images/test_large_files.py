@@ -108,7 +108,7 @@ def test_concurrent_10_mb_uploads_keep_worker_memory_far_below_their_total_size(
     with capsys.disabled():
         print(
             f"\n  images: {CONCURRENT_UPLOADS} concurrent uploads of {len(large_jpeg) / MIB:.1f} MiB "
-            f"in {seconds:.2f}s; "
+            f"in {seconds:.2f}s"
         )
         for pid, growth in growth_kib.items():
             peak = memory_kib(pid)["VmHWM"]
