@@ -2,8 +2,9 @@
 
 It scrapes the way the chart's ServiceMonitors make kube-prometheus-stack scrape: job named
 after the service, an `endpoint` target label (which the services' own `endpoint` label
-overrides: honor_labels). Intervals are 1 s instead of 15 s, and ServiceDown waits 2 s
-instead of 1 minute before firing; everything else is the rules as shipped.
+overrides: honor_labels). Intervals are 1 s instead of 15 s, and ServiceDown and
+ObjectStorageUnavailable wait 2 s instead of minutes before firing; everything else is the
+rules as shipped.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.observability.promql import dashboard_queries, rule_files, substitute
 # Real PostgreSQL, MinIO and gunicorn (devstack).
 pytestmark = pytest.mark.integration
 
-SHORT_FOR = {"ServiceDown": "2s"}
+SHORT_FOR = {"ServiceDown": "2s", "ObjectStorageUnavailable": "2s"}
 
 
 class Prometheus:
@@ -175,3 +176,39 @@ def test_every_dashboard_query_runs_on_prometheus_with_the_services_and_minio_sc
     assert not failing, "\n".join(failing)
     # The infrastructure rows have data from a real MinIO, not only valid syntax.
     assert prometheus.query("max(minio_cluster_nodes_online_total)")[0]["value"][1] == "1"
+
+
+def test_prometheus_fires_object_storage_unavailable_when_minio_stops(prometheus, platform_stack):
+    if "images" not in existing_services():
+        pytest.skip("needs the images service")
+    images, minio = platform_stack.services["images"], platform_stack.minio
+
+    def probed_alerts(name: str) -> list[dict]:
+        # The kubelet's readiness probe, which is what refreshes dependency_up.
+        requests.get(f"{images.url}/ready", timeout=10)
+        return prometheus.alerts(name)
+
+    query = 'dependency_up{job="images",dependency="object_store"} == 1'
+    wait_until(lambda: probed_alerts("ObjectStorageUnavailable") == [] and prometheus.query(query),
+               timeout=20, interval=0.5, message="object storage seen up")  # fmt: skip
+    minio.stop()
+    try:
+        firing = wait_until(
+            lambda: probed_alerts("ObjectStorageUnavailable"),
+            timeout=30,
+            interval=0.5,
+            message="ObjectStorageUnavailable",
+        )
+        assert [alert["labels"]["job"] for alert in firing] == ["images"]
+        assert firing[0]["labels"]["severity"] == "critical"
+        # The bucket has its own alert; DependencyDown stays for the database and the services.
+        assert (
+            prometheus.alerts("DependencyDown", state="pending") == prometheus.alerts("DependencyDown") == []
+        )
+    finally:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MINIO_PROMETHEUS_AUTH_TYPE", "public")
+            minio.start()
+    wait_until(images.ready, timeout=30, interval=0.5, message="images ready again")
+    wait_until(lambda: not probed_alerts("ObjectStorageUnavailable"), timeout=30, interval=0.5,
+               message="ObjectStorageUnavailable to resolve")  # fmt: skip
