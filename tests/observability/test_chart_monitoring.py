@@ -178,3 +178,19 @@ def test_trace_export_is_off_unless_an_otlp_endpoint_is_set(chart):
             == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
             for rule in policy["spec"]["egress"]
         ), policy["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("monitoring.alertmanager.critical.repeatInterval=often", "repeatInterval"),
+        ("monitoring.alertmanager.email.to=nobody", "/monitoring/alertmanager/email/to"),
+        ("monitoring.alertmanager.email.smarthost=smtp.example.com", "smarthost"),
+        ("monitoring.rules.runbookBaseUrl=docs/runbooks", "runbookBaseUrl"),
+        ("monitoring.alertmanager.slack.channel=#x", "channel"),
+    ],
+)
+def test_the_schema_refuses_bad_monitoring_values(chart, setting, message):
+    result = helm("template", "platform", str(chart), "--set", setting, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
