@@ -177,3 +177,14 @@ def test_the_three_services_share_their_templates_through_the_library_chart():
         assert '{{ include "platform-lib.service" . }}' in body
         dependencies = yaml.safe_load((CHART / "charts" / service / "Chart.yaml").read_text())["dependencies"]
         assert [d["name"] for d in dependencies] == ["platform-lib"]
+
+
+@pytest.mark.parametrize("service", ["auth", "api", "images"])
+def test_a_disabled_service_renders_without_its_objects(template, service):
+    result = template(
+        "-f", str(CHART.parents[1] / "values" / "staging.yaml"), "--set", f"{service}.enabled=false"
+    )
+    assert result.returncode == 0, result.stderr
+    names = {obj["metadata"]["name"] for obj in yaml.safe_load_all(result.stdout) if obj}
+    assert f"platform-{service}" not in names
+    assert {f"platform-{other}" for other in ("auth", "api", "images") if other != service} <= names
