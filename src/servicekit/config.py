@@ -119,7 +119,10 @@ def describe(cls: type) -> list[tuple[str, str, str]]:
     rows = []
     for field in dataclasses.fields(cls):
         meta = field.metadata
-        default = "required" if meta["required"] else repr(field.default)
+        if meta["required"]:
+            default = "required"
+        else:
+            default = f"`{field.default}`" if field.default not in ("", None) else "(unset)"
         rows.append((meta["env"], default, meta["doc"]))
     return rows
 
