@@ -167,14 +167,27 @@ def test_the_notes_say_how_to_reach_the_api_and_run_the_tests(chart_ready, value
     assert f"{host}/api/v1/posts" in notes
 
 
+RESOURCE_TEMPLATES = {
+    "serviceaccount.yaml": "platform-lib.serviceaccount",
+    "configmap.yaml": "platform-lib.configmap",
+    "deployment.yaml": "platform-lib.deployment",
+    "service.yaml": "platform-lib.service",
+    "hpa.yaml": "platform-lib.hpa",
+    "pdb.yaml": "platform-lib.pdb",
+}
+
+
 def test_the_three_services_share_their_templates_through_the_library_chart():
     library = yaml.safe_load((CHART / "charts" / "platform-lib" / "Chart.yaml").read_text())
     assert library["type"] == "library"
     for service in ("auth", "api", "images"):
-        templates = sorted(p.name for p in (CHART / "charts" / service / "templates").iterdir())
-        assert templates == ["resources.yaml"], service
-        body = (CHART / "charts" / service / "templates" / "resources.yaml").read_text()
-        assert '{{ include "platform-lib.service" . }}' in body
+        templates = CHART / "charts" / service / "templates"
+        # One resource per file, each a one-line include of its library partial.
+        for name, partial in RESOURCE_TEMPLATES.items():
+            body = (templates / name).read_text()
+            assert len(body.strip().splitlines()) == 1, (service, name)
+            assert f'{{{{ include "{partial}" . }}}}' in body, (service, name)
+        assert not (templates / "resources.yaml").exists()
         dependencies = yaml.safe_load((CHART / "charts" / service / "Chart.yaml").read_text())["dependencies"]
         assert [d["name"] for d in dependencies] == ["platform-lib"]
 

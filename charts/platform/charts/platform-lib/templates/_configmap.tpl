@@ -1,0 +1,52 @@
+{{- /*
+The service's ConfigMap: every setting that is not a secret. Call with the subchart's root
+context.
+*/ -}}
+{{- define "platform-lib.configmap" -}}
+{{- $root := . -}}
+{{- $service := .Chart.Name -}}
+{{- $values := $root.Values -}}
+{{- $global := $values.global -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  {{- include "platform-lib.meta" (dict "root" $root "service" $service) | nindent 2 }}
+data:
+  SERVICE_NAME: {{ $service | quote }}
+  PORT: {{ include "platform-lib.port" $service | quote }}
+  WEB_CONCURRENCY: {{ $values.gunicorn.workers | quote }}
+  GUNICORN_THREADS: {{ $values.gunicorn.threads | quote }}
+  GUNICORN_GRACEFUL_TIMEOUT: {{ $values.gunicorn.gracefulTimeoutSeconds | quote }}
+  # The ingress controller and the gateway reach the pods from other nodes' addresses.
+  FORWARDED_ALLOW_IPS: {{ $values.gunicorn.forwardedAllowIps | quote }}
+  LOG_LEVEL: {{ $values.logLevel | quote }}
+  JWT_ISSUER: {{ $global.jwt.issuer | quote }}
+  JWT_AUDIENCE: {{ $global.jwt.audience | quote }}
+  DB_POOL_SIZE: {{ $values.database.poolSize | quote }}
+  DB_MAX_OVERFLOW: {{ $values.database.maxOverflow | quote }}
+  {{- with ($global.tracing | default dict).otlpEndpoint }}
+  # Trace export (servicekit.tracing); absent = off.
+  OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+  {{- end }}
+  {{- if eq $service "api" }}
+  AUTH_SERVICE_URL: {{ include "platform-lib.serviceUrl" (dict "root" $root "service" "auth") | quote }}
+  IMAGES_SERVICE_URL: {{ include "platform-lib.serviceUrl" (dict "root" $root "service" "images") | quote }}
+  {{- end }}
+  {{- if eq $service "images" }}
+  S3_ENDPOINT_URL: {{ include "platform-lib.objectStorageEndpoint" $root | quote }}
+  {{- if include "platform-lib.bundledObjectStorage" $root }}
+  S3_REGION: {{ $global.objectStorage.region | quote }}
+  S3_BUCKET: {{ $global.objectStorage.bucket | quote }}
+  S3_PATH_STYLE: "true"
+  {{- else }}
+  S3_REGION: {{ $global.externalObjectStorage.region | quote }}
+  S3_BUCKET: {{ $global.externalObjectStorage.bucket | quote }}
+  S3_PATH_STYLE: {{ $global.externalObjectStorage.pathStyle | quote }}
+  {{- end }}
+  # The bucket is provisioned with the object store (MinIO provisioning or your S3 account).
+  S3_CREATE_BUCKET: "false"
+  {{- end }}
+  {{- range $name, $value := $values.settings }}
+  {{ $name }}: {{ include "platform-lib.envValue" $value }}
+  {{- end }}
+{{- end -}}

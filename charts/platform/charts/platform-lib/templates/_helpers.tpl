@@ -1,0 +1,126 @@
+{{- /*
+Pieces the per-resource templates share: value checks, metadata, environment, security
+contexts, image reference. Templates that take a dict expect dict "root" $ "service" "<name>".
+*/ -}}
+
+{{- /* Refuses combinations that would start but misbehave, with a message that says why. */ -}}
+{{- define "platform-lib.checkValues" -}}
+{{- $grace := int .Values.terminationGracePeriodSeconds -}}
+{{- $drain := add (int .Values.gunicorn.gracefulTimeoutSeconds) (int .Values.preStopSleepSeconds) -}}
+{{- if le $grace $drain -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must be longer than gunicorn.gracefulTimeoutSeconds + preStopSleepSeconds (%d), or requests in flight are cut off at shutdown" .Chart.Name $grace $drain) -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- fail (printf "%s.autoscaling.minReplicas (%d) is above maxReplicas (%d)" .Chart.Name (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "platform-lib.meta" -}}
+name: {{ include "platform-lib.fullname" . }}
+namespace: {{ include "platform-lib.namespace" (dict "root" .root "component" .service) }}
+labels:
+  {{- include "platform-lib.labels" (dict "root" .root "name" .service) | nindent 2 }}
+{{- end -}}
+
+{{- /*
+A value as an environment variable. YAML numbers reach templates as float64, which would print
+20971520 as "2.097152e+07" and fail the service's integer setting; whole numbers print as integers.
+*/ -}}
+{{- define "platform-lib.envValue" -}}
+{{- if and (kindIs "float64" .) (eq . (float64 (int64 .))) -}}
+{{- int64 . | toString | quote -}}
+{{- else -}}
+{{- . | toString | quote -}}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+Rolls the pods when a Secret they use changes: the Secret names, plus the content of each
+existingSecret as the cluster holds it at upgrade time (generated secrets never change).
+*/ -}}
+{{- define "platform-lib.secretChecksum" -}}
+{{- $root := .root -}}
+{{- $namespace := include "platform-lib.namespace" (dict "root" $root "component" .service) -}}
+{{- $existing := list $root.Values.global.jwt.existingSecret $root.Values.database.existingSecret -}}
+{{- $names := list (include "platform-lib.jwtSecretName" $root) (include "platform-lib.databaseSecretName" (dict "root" $root "service" .service "database" $root.Values.database)) -}}
+{{- if eq .service "images" -}}
+{{- $name := include "platform-lib.objectStorageSecretName" (dict "root" $root "objectStorage" $root.Values.objectStorage) -}}
+{{- $names = append $names $name -}}
+{{- $existing = append $existing (ternary $root.Values.objectStorage.existingSecret $name (not (empty (include "platform-lib.bundledObjectStorage" $root)))) -}}
+{{- end -}}
+{{- $content := list -}}
+{{- range $name := compact $existing -}}
+{{- $content = append $content ((lookup "v1" "Secret" $namespace $name).data | default dict | toJson) -}}
+{{- end -}}
+{{- printf "%s|%s" (join "," $names) (join "," $content) | sha256sum -}}
+{{- end -}}
+
+{{- define "platform-lib.env" -}}
+{{- $root := .root -}}
+{{- $values := $root.Values -}}
+{{- $database := $values.database -}}
+- name: DB_USER
+  value: {{ $database.user | quote }}
+- name: DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform-lib.databaseSecretName" (dict "root" $root "service" .service "database" $database) }}
+      key: {{ $database.existingSecretPasswordKey }}
+# Kubernetes expands $(DB_USER) and $(DB_PASSWORD) from the two variables above, so the password
+# stays in its Secret. Passwords must be URL-safe (generated ones are alphanumeric).
+- name: DATABASE_URL
+  value: {{ printf "postgresql+psycopg2://$(DB_USER):$(DB_PASSWORD)@%s:%s/%s%s"
+              (include "platform-lib.databaseHost" $root) (include "platform-lib.databasePort" $root) $database.name
+              (ternary (printf "?sslmode=%s" $root.Values.global.externalDatabase.sslMode) ""
+                 (and (empty (include "platform-lib.bundledDatabase" $root)) (not (empty $root.Values.global.externalDatabase.sslMode)))) | quote }}
+- name: JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform-lib.jwtSecretName" $root }}
+      key: {{ $root.Values.global.jwt.existingSecretKey }}
+{{- if eq .service "images" }}
+{{- $s3Secret := include "platform-lib.objectStorageSecretName" (dict "root" $root "objectStorage" $values.objectStorage) }}
+- name: S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3Secret }}
+      key: access-key-id
+- name: S3_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3Secret }}
+      key: secret-access-key
+{{- end }}
+{{- end -}}
+
+{{- define "platform-lib.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "platform-lib.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "platform-lib.image" -}}
+{{- $image := .Values.image -}}
+{{- $registry := $image.registry | default .Values.global.image.registry -}}
+{{- $tag := $image.tag | default .Values.global.image.tag | default .Chart.AppVersion -}}
+{{- if $image.digest -}}
+{{- printf "%s/%s@%s" $registry $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s/%s:%s" $registry $image.repository $tag -}}
+{{- end -}}
+{{- end -}}

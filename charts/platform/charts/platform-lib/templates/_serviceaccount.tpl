@@ -1,0 +1,10 @@
+{{- /* The service's ServiceAccount. Call with the subchart's root context. */ -}}
+{{- define "platform-lib.serviceaccount" -}}
+{{- $ctx := dict "root" . "service" .Chart.Name -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  {{- include "platform-lib.meta" $ctx | nindent 2 }}
+# The services never call the Kubernetes API.
+automountServiceAccountToken: false
+{{- end -}}
