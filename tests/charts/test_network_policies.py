@@ -53,7 +53,12 @@ def workload_actors(render) -> list[Actor]:
         # The monitoring stack's own pods live in its namespace, under its own policies.
         if owner["metadata"].get("namespace") == merged_values(render)["global"]["namespaces"]["monitoring"]:
             continue
-        template = owner if owner["kind"] == "Pod" else owner["spec"]["template"]
+        if owner["kind"] == "Pod":
+            template = owner
+        elif owner["kind"] == "CronJob":
+            template = owner["spec"]["jobTemplate"]["spec"]["template"]
+        else:
+            template = owner["spec"]["template"]
         labels = template["metadata"].get("labels", {})
         name = labels.get("app.kubernetes.io/name") or labels.get("app.kubernetes.io/component")
         if labels.get("app.kubernetes.io/component") == "provisioning":
@@ -182,8 +187,13 @@ def expected_flows(render) -> set[tuple[str, str, int]]:
     flows |= {("prometheus", name, port) for name, port in services.items()}
     database = ("postgresql", 5432) if bundled_db else ("external-database", 5432)
     flows |= {(name, *database) for name in services}
-    flows.add(("images", "minio", 9000) if bundled_s3 else ("images", "external-object-storage", 443))
+    store = ("minio", 9000) if bundled_s3 else ("external-object-storage", 443)
+    flows.add(("images", *store))
     pods = set(services) | {"platform-tests"}
+    if values["images"].get("reconcile", {}).get("enabled", True):
+        # The reconcile CronJob's pods reach what the images pods reach, and nothing reaches them.
+        flows |= {("images-reconcile", *database), ("images-reconcile", *store)}
+        pods.add("images-reconcile")
     if bundled_db:
         pods.add("postgresql")
         if values["postgresql"]["metrics"]["enabled"]:
@@ -227,3 +237,15 @@ def test_the_evaluator_notices_a_policy_that_lets_more_through(get_render):
     auth["spec"]["ingress"].append({"from": [{"namespaceSelector": {}}]})
     extra = allowed_flows(render) - expected_flows(render)
     assert ("stranger", "auth", 3001) in extra and ("ingress-controller", "auth", 3001) in extra
+
+
+def test_the_images_reconcile_pods_are_evaluated_and_blocked_from_anything_else(get_render):
+    render = get_render("staging-multi")
+    assert "images-reconcile" in {actor.name for actor in workload_actors(render)}
+    flows = allowed_flows(render)
+    assert {target for source, target, _ in flows if source == "images-reconcile"} == {
+        "postgresql",
+        "minio",
+        "dns",
+    }
+    assert not [flow for flow in flows if flow[1] == "images-reconcile"]

@@ -109,6 +109,12 @@ REJECTIONS = [
     ),
     ("an unknown log level", ["--set", "auth.logLevel=verbose"], ["/auth/logLevel"]),
     (
+        "a reconcile schedule that is no cron expression",
+        ["--set", "images.reconcile.schedule=every half hour"],
+        ["/images/reconcile/schedule"],
+    ),
+    ("a misspelt reconcile value", ["--set", "images.reconcile.gracePeriod=60"], ["gracePeriod"]),
+    (
         "a grace period shorter than the drain",
         ["--set", "api.terminationGracePeriodSeconds=10"],
         ["terminationGracePeriodSeconds (10) must be longer"],

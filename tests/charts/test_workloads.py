@@ -90,7 +90,10 @@ def deployment_container(render, service):
 
 def test_every_container_of_ours_runs_under_the_restricted_profile_with_a_read_only_root(render):
     pods = our_pods(render)
-    assert len(pods) >= 4  # three services and the helm test pod
+    assert len(pods) >= 5  # three services, the images reconcile CronJob and the helm test pod
+    assert ("CronJob", "platform-images-reconcile") in {
+        (owner["kind"], owner["metadata"]["name"]) for owner, _ in pods
+    }
     problems = [
         f"{owner['kind']}/{owner['metadata']['name']}: {problem}"
         for owner, spec in pods
@@ -310,7 +313,11 @@ SETTINGS_CLASSES = {
 def container_environment(render, service) -> dict[str, str]:
     """The environment the service container gets, secrets replaced by stand-ins, $(VAR) expanded."""
     _, _, container = deployment_container(render, service)
-    environ = dict(config_map(render, service))
+    return environment_of(container, config_map(render, service))
+
+
+def environment_of(container, config: dict[str, str]) -> dict[str, str]:
+    environ = dict(config)
     for item in container["env"]:
         if "valueFrom" in item:
             environ[item["name"]] = "stand-in-secret-value-of-32-bytes-or-more"
@@ -331,3 +338,79 @@ def test_each_service_accepts_the_settings_the_chart_gives_it(render):
         )
         assert settings.database_url.startswith("postgresql+psycopg2://")
         assert f"/{service if service != 'images' else 'image'}_db" in settings.database_url
+
+
+def reconcile_cronjob(render):
+    (cronjob,) = [
+        obj for obj in render.of_kind("CronJob") if obj["metadata"]["name"] == "platform-images-reconcile"
+    ]
+    return cronjob
+
+
+def test_the_images_reconcile_cronjob_fixes_orphans_every_30_minutes_one_run_at_a_time(render):
+    cronjob = reconcile_cronjob(render)
+    spec = cronjob["spec"]
+    assert spec["schedule"] == "*/30 * * * *"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert 0 < spec["startingDeadlineSeconds"] <= 30 * 60
+    job = spec["jobTemplate"]["spec"]
+    assert job["backoffLimit"] >= 1
+    # A run never outlives the interval, so Forbid never has to skip one that is merely slow.
+    assert 0 < job["activeDeadlineSeconds"] < 30 * 60
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[:4] == ["python", "-m", "images.reconcile", "--fix"]
+    assert command[command.index("--grace-seconds") + 1] == "900"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_the_images_reconcile_cronjob_runs_like_the_images_deployment(render):
+    cronjob = reconcile_cronjob(render)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    deployment, deployment_spec, service_container = deployment_container(render, "images")
+    assert cronjob["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    for field in ("image", "imagePullPolicy", "envFrom", "env", "securityContext"):
+        assert container[field] == service_container[field], field
+    for field in ("serviceAccountName", "securityContext", "enableServiceLinks"):
+        assert spec[field] == deployment_spec[field], field
+    assert spec["automountServiceAccountToken"] is False
+    assert service_objects(render, "ServiceAccount")["images"]["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"] == service_container["volumeMounts"]  # the /tmp emptyDir
+    assert {v["name"]: v for v in spec["volumes"]}["tmp"]["emptyDir"]
+    # Its pods share the network policy of the images pods (component label), not their
+    # Service, PDB or HPA (which select by name).
+    labels = pod["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "images"
+    selector = service_objects(render, "Service")["images"]["spec"]["selector"]
+    assert not all(labels.get(key) == value for key, value in selector.items())
+    pdb_selector = service_objects(render, "PodDisruptionBudget")["images"]["spec"]["selector"]["matchLabels"]
+    assert not all(labels.get(key) == value for key, value in pdb_selector.items())
+
+
+def test_the_images_reconcile_cronjob_gets_settings_the_images_service_accepts(render):
+    from images.config import ImagesSettings
+    from servicekit.config import load
+
+    (container,) = reconcile_cronjob(render)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    settings = load(ImagesSettings, environment_of(container, config_map(render, "images")))
+    assert settings.database_url.endswith("/image_db") or "/image_db?" in settings.database_url
+
+
+def test_the_images_reconcile_cronjob_can_be_switched_off_or_rescheduled(template):
+    off = template("--set", "images.reconcile.enabled=false")
+    assert off.returncode == 0, off.stderr
+    assert not [obj for obj in yaml.safe_load_all(off.stdout) if obj and obj["kind"] == "CronJob"]
+    hourly = template(
+        "--set", "images.reconcile.schedule=@hourly", "--set", "images.reconcile.graceSeconds=3600"
+    )
+    assert hourly.returncode == 0, hourly.stderr
+    (cronjob,) = [obj for obj in yaml.safe_load_all(hourly.stdout) if obj and obj["kind"] == "CronJob"]
+    assert cronjob["spec"]["schedule"] == "@hourly"
+    assert (
+        cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "3600"
+    )

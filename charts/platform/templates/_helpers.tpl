@@ -45,9 +45,14 @@
     {{- end }}
 {{- end -}}
 
-{{- /* Labels of the pods of a service of this release. */ -}}
+{{- /*
+Labels of every pod of a service of this release, for the network policies: the component
+label, which the service's Deployment pods and the images reconcile CronJob's pods share (their
+app.kubernetes.io/name differs, so the Service, HPA and PDB select only the Deployment's).
+*/ -}}
 {{- define "platform.servicePodLabels" -}}
-{{- include "platform-lib.selectorLabels" (dict "root" .root "name" .service) -}}
+app.kubernetes.io/component: {{ .service }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end -}}
 
 {{- /* Labels of the Bitnami charts' pods (their common.labels.matchLabels). */ -}}
