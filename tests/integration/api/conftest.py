@@ -208,19 +208,23 @@ def live_api(database_urls, jwt_secret, auth_service, stand_in_images):
     service.stop()
 
 
-@pytest.fixture
-def live_account(live_api, clean_databases):
-    """Register and log in through the live gateway: returns (user, Authorization headers)."""
-
+def _account_maker(gateway_url: str):
     def make(username: str = "alice") -> tuple[dict, dict]:
         body = {"username": username, "password": PASSWORD}
-        registered = requests.post(f"{live_api.url}/api/v1/auth/register", json=body, timeout=10)
+        registered = requests.post(f"{gateway_url}/api/v1/auth/register", json=body, timeout=10)
         assert registered.status_code == 201, registered.text
-        logged_in = requests.post(f"{live_api.url}/api/v1/auth/login", json=body, timeout=10)
+        logged_in = requests.post(f"{gateway_url}/api/v1/auth/login", json=body, timeout=10)
         assert logged_in.status_code == 200, logged_in.text
         return registered.json(), {"Authorization": f"Bearer {logged_in.json()['access_token']}"}
 
     return make
+
+
+@pytest.fixture
+def live_account(live_api, clean_databases):
+    """Register and log in through the live gateway: returns (user, Authorization headers)."""
+
+    return _account_maker(live_api.url)
 
 
 @pytest.fixture(scope="session")
@@ -256,12 +260,4 @@ def gateway(database_urls, jwt_secret, auth_service, images_service):
 def gateway_account(gateway, clean_databases):
     """Register and log in through the gateway: returns (user, Authorization headers)."""
 
-    def make(username: str = "alice") -> tuple[dict, dict]:
-        body = {"username": username, "password": PASSWORD}
-        registered = requests.post(f"{gateway.url}/api/v1/auth/register", json=body, timeout=10)
-        assert registered.status_code == 201, registered.text
-        logged_in = requests.post(f"{gateway.url}/api/v1/auth/login", json=body, timeout=10)
-        assert logged_in.status_code == 200, logged_in.text
-        return registered.json(), {"Authorization": f"Bearer {logged_in.json()['access_token']}"}
-
-    return make
+    return _account_maker(gateway.url)
