@@ -414,3 +414,27 @@ def test_the_images_reconcile_cronjob_can_be_switched_off_or_rescheduled(templat
     assert (
         cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "3600"
     )
+
+
+def test_the_api_lets_through_exactly_the_uploads_images_accepts(render):
+    api, images = config_map(render, "api"), config_map(render, "images")
+    assert api["MAX_UPLOAD_BYTES"] == images["MAX_UPLOAD_BYTES"]
+
+
+def test_the_timeouts_and_pools_of_every_outbound_call_are_set_by_the_chart(render):
+    api, images = config_map(render, "api"), config_map(render, "images")
+    for name in (
+        "UPSTREAM_CONNECT_TIMEOUT_SECONDS",
+        "UPSTREAM_READ_TIMEOUT_SECONDS",
+        "IMAGES_READ_TIMEOUT_SECONDS",
+        "UPSTREAM_POOL_SIZE",
+        "TOKEN_CACHE_SECONDS",
+        "TOKEN_CACHE_SIZE",
+    ):
+        assert name in api, name
+    for name in ("S3_CONNECT_TIMEOUT_SECONDS", "S3_READ_TIMEOUT_SECONDS", "S3_MAX_ATTEMPTS"):
+        assert name in images, name
+    # A stalled object store gets images its 503 before the api stops waiting for images.
+    attempts = int(images["S3_MAX_ATTEMPTS"])
+    per_attempt = float(images["S3_CONNECT_TIMEOUT_SECONDS"]) + float(images["S3_READ_TIMEOUT_SECONDS"])
+    assert attempts * per_attempt < float(api["IMAGES_READ_TIMEOUT_SECONDS"])
