@@ -46,8 +46,11 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         auth, TokenCache(settings.token_cache_size, settings.token_cache_seconds)
     )
     probe_timeout = min(READINESS_TIMEOUT_SECONDS, settings.upstream_read_timeout_seconds)
-    add_check(app, "auth", lambda: auth.probe(probe_timeout))
-    add_check(app, "images", lambda: images.probe(probe_timeout))
+    # Reported by /health and /ready and exported as dependency_up either way; whether they also
+    # gate readiness is a setting (see ApiSettings.ready_requires_upstreams for why it is off).
+    gate = settings.ready_requires_upstreams
+    add_check(app, "auth", lambda: auth.probe(probe_timeout), required=gate)
+    add_check(app, "images", lambda: images.probe(probe_timeout), required=gate)
 
     queries.install(app, blueprints=(posts.bp.name, gateway.bp.name))
     app.register_blueprint(posts.bp)

@@ -58,6 +58,14 @@ class ApiSettings(ServiceSettings):
         doc="largest image the gateway lets through to images (plus room for the multipart framing)",
         minimum=1024,
     )
+    # Off by default: when auth or images is down, every api pod sees it alike, so failing
+    # readiness would take every pod out of the Service and the public posts routes with them.
+    # The routes that need the missing service answer 503 on their own.
+    ready_requires_upstreams: bool = setting(
+        "READY_REQUIRES_UPSTREAMS",
+        False,
+        doc="whether GET /ready fails while auth or images is down (they are reported either way)",
+    )
     # Posts are at most 10,000 characters; JSON escapes a character outside the BMP as 12 bytes.
     max_request_bytes: int = setting(
         "MAX_REQUEST_BYTES", 128 * 1024, doc="largest JSON request body accepted (413 above)", minimum=1024

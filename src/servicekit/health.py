@@ -2,7 +2,9 @@
 
 - GET /live: the process answers. No I/O, so a slow dependency never gets a pod killed.
 - GET /health: 200 while the process serves, with each dependency's state in the body.
-- GET /ready: 200 when every dependency answers, 503 otherwise; recovers by itself.
+- GET /ready: 200 when every dependency the pod cannot serve without answers, 503 otherwise;
+  recovers by itself. A check registered with ``required=False`` is reported (and exported
+  as dependency_up) but does not fail readiness.
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ DEPENDENCY_UP = Gauge(
 )
 
 
-def add_check(app: Flask, name: str, check: Check) -> None:
-    """Register a dependency check: a callable that raises when the dependency is unusable."""
-    app.extensions.setdefault("servicekit.checks", {})[name] = check
+def add_check(app: Flask, name: str, check: Check, *, required: bool = True) -> None:
+    """Register a dependency check: a callable that raises when the dependency is unusable.
+
+    ``required=False`` is for a dependency that every replica shares and that only some routes
+    need: taking all replicas out of the Service while it is down would turn a partial outage
+    into a total one.
+    """
+    app.extensions.setdefault("servicekit.checks", {})[name] = (check, required)
 
 
 def run_checks() -> dict[str, dict]:
     results = {}
-    for name, check in current_app.extensions.get("servicekit.checks", {}).items():
+    for name, (check, required) in current_app.extensions.get("servicekit.checks", {}).items():
         started = time.perf_counter()
         try:
             check()
@@ -47,6 +54,7 @@ def run_checks() -> dict[str, dict]:
             results[name] = {"status": "ok"}
             DEPENDENCY_UP.labels(name).set(1)
         results[name]["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        results[name]["required"] = required
     return results
 
 
@@ -65,7 +73,9 @@ def health():
 @bp.get("/ready")
 def ready():
     checks = run_checks()
-    failing = sorted(name for name, result in checks.items() if result["status"] != "ok")
+    failing = sorted(
+        name for name, result in checks.items() if result["required"] and result["status"] != "ok"
+    )
     if failing:
         return problem_response(
             503, f"Not ready: {', '.join(failing)} unavailable.", type_="not-ready", checks=checks

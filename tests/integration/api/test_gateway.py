@@ -169,10 +169,28 @@ def test_an_images_service_that_is_down_is_503(make_api_app, auth_service, accou
     assert time.monotonic() - started < 2
     assert response.get_json()["upstream"] == "images"
     assert metric(client, "api_upstream_requests_total", target="images", outcome="unavailable") >= 1
+    # Posts still work, so the pod stays in the Service; the outage is reported, not hidden.
     ready = client.get("/ready")
-    assert ready.status_code == 503
-    assert ready.get_json()["checks"]["images"]["status"] == "unavailable"
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"]["images"] == {
+        **ready.get_json()["checks"]["images"],
+        "status": "unavailable",
+        "required": False,
+    }
     assert ready.get_json()["checks"]["auth"]["status"] == "ok"
+    assert client.get("/health").get_json()["status"] == "degraded"
+    assert 'dependency_up{dependency="images"} 0.0' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_readiness_can_be_made_to_require_the_upstreams(make_api_app, auth_service, clean_databases):
+    client = make_api_app(
+        auth_service.url, f"http://127.0.0.1:{free_port()}", READY_REQUIRES_UPSTREAMS="true"
+    ).test_client()
+
+    ready = client.get("/ready")
+
+    assert ready.status_code == 503
+    assert ready.get_json()["detail"] == "Not ready: images unavailable."
 
 
 def test_an_answer_that_is_not_http_is_502(

@@ -45,7 +45,10 @@ def wait_until_ready(session):
     while True:
         try:
             response = session.get(f"{API_URL}/ready", timeout=TIMEOUT)
-            if response.status_code == 200:
+            # auth and images do not gate the api's readiness (see READY_REQUIRES_UPSTREAMS),
+            # but the journey needs them, so it waits until the api sees them answer too.
+            checks = response.json().get("checks", {}) if response.status_code == 200 else {}
+            if checks and all(check.get("status") == "ok" for check in checks.values()):
                 return
             last = f"{response.status_code}: {response.text[:300]}"
         except requests.RequestException as exc:
