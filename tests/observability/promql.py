@@ -20,6 +20,10 @@ PROMTOOL = PROJECT_ROOT / ".tools" / "bin" / "promtool"
 PROMETHEUS = PROJECT_ROOT / ".tools" / "bin" / "prometheus"
 
 SERVICES = ("auth", "api", "images")
+# The namespaces the rule unit tests fill in for the chart's placeholders: the multi-namespace
+# layout (global.namespaces), as templates/monitoring/_namespaces.tpl renders it.
+TEST_NAMESPACES = {"auth": "auth", "api": "api", "images": "image-storage"}
+PLACEHOLDER = re.compile(r"__[A-Z]+(?:_[A-Z]+)*__")
 # Grafana's own variables, replaced by a value of the right kind before a query is parsed.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
 # Series that Prometheus makes itself rather than scrapes.
@@ -122,6 +126,32 @@ def selector_labels(expr: str) -> dict[str, set[str]]:
     for metric, matchers in _SELECTOR.findall(substitute_grafana_variables(expr)):
         labels.setdefault(metric, set()).update(_MATCHER.findall(_STRING.sub('""', matchers)))
     return labels
+
+
+def fill_namespaces(text: str, namespaces: dict[str, str] = TEST_NAMESPACES) -> str:
+    """What the chart does to a rule file or dashboard: service -> its namespace, each placeholder filled."""
+    for service, namespace in namespaces.items():
+        text = text.replace(f"__{service.upper()}_NAMESPACE__", namespace)
+    return text.replace("__PLATFORM_NAMESPACES__", "|".join(dict.fromkeys(namespaces.values())))
+
+
+def rendered_rule_tests(directory: Path, namespaces: dict[str, str] = TEST_NAMESPACES) -> dict[str, Path]:
+    """Each promtool unit test file, rewritten in ``directory`` to load the filled-in rule files."""
+    rendered = {}
+    for path in rule_files():
+        copy = directory / f"rules-{path.name}"
+        copy.write_text(fill_namespaces(path.read_text(), namespaces))
+        rendered[path.resolve()] = copy
+    tests = {}
+    for path in sorted(RULE_TESTS_DIR.glob("*.yaml")):
+        content = yaml.safe_load(path.read_text())
+        content["rule_files"] = [
+            str(rendered[(path.parent / name).resolve()]) for name in content["rule_files"]
+        ]
+        copy = directory / f"test-{path.name}"
+        copy.write_text(yaml.safe_dump(content, sort_keys=False))
+        tests[path.name] = copy
+    return tests
 
 
 def rule_files() -> list[Path]:

@@ -8,11 +8,14 @@ import pytest
 import yaml
 
 from tests.observability.promql import (
+    PLACEHOLDER,
     RULE_TESTS_DIR,
     RUNBOOK_BASE_URL,
     RUNBOOKS_DIR,
     alerts,
+    fill_namespaces,
     recorded_names,
+    rendered_rule_tests,
     rule_files,
 )
 
@@ -32,9 +35,16 @@ def rule_test_files():
 
 
 @pytest.mark.parametrize("path", rule_test_files(), ids=lambda p: p.name)
-def test_rule_unit_tests_pass(promtool, path):
-    result = run(promtool, "test", "rules", str(path))
+def test_rule_unit_tests_pass(promtool, path, tmp_path):
+    """On the rule files as the chart renders them, with the namespaces filled in."""
+    rendered = rendered_rule_tests(tmp_path)[path.name]
+    result = run(promtool, "test", "rules", str(rendered))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", rule_files(), ids=lambda p: p.name)
+def test_rules_files_name_only_the_namespace_placeholders_the_chart_fills(path):
+    assert not PLACEHOLDER.findall(fill_namespaces(path.read_text()))
 
 
 def test_every_rules_file_has_unit_tests():

@@ -10,7 +10,16 @@ import yaml
 
 from tests.charts.conftest import CHART, helm, mode_args, prepare_dependencies
 from tests.charts.test_render import CRD_DIR_RELATIVE, crd_schemas, strict
-from tests.observability.promql import RUNBOOK_BASE_URL, alerts, dashboard_files, rule_files
+from tests.observability.promql import (
+    PLACEHOLDER,
+    RUNBOOK_BASE_URL,
+    SERVICES,
+    TEST_NAMESPACES,
+    alerts,
+    dashboard_files,
+    fill_namespaces,
+    rule_files,
+)
 
 SECRET = "platform-alerting"
 MONITORING_ON = [
@@ -62,7 +71,32 @@ def test_each_rules_file_becomes_a_prometheus_rule_with_exactly_its_groups(multi
         assert rule["metadata"]["namespace"] == "monitoring"
         # kube-prometheus-stack's Prometheus selects rules by its release label.
         assert rule["metadata"]["labels"]["release"] == "platform"
-        assert rule["spec"] == yaml.safe_load(path.read_text())
+        assert rule["spec"] == yaml.safe_load(fill_namespaces(path.read_text(), TEST_NAMESPACES))
+
+
+@pytest.mark.parametrize(
+    ("mode", "namespaces"),
+    [("single", dict.fromkeys(SERVICES, "platform")), ("multi", TEST_NAMESPACES)],
+)
+def test_rules_select_and_expect_the_services_in_the_namespaces_of_the_release(chart, mode, namespaces):
+    objects = render(chart, *MONITORING_ON, *mode_args("default", mode))
+    for path in rule_files():
+        (rule,) = [
+            obj
+            for obj in of_kind(objects, "PrometheusRule")
+            if obj["metadata"]["name"] == f"platform-{path.stem}"
+        ]
+        assert rule["spec"] == yaml.safe_load(fill_namespaces(path.read_text(), namespaces))
+        assert not PLACEHOLDER.findall(yaml.safe_dump(rule))
+    exprs = "\n".join(
+        rule["expr"]
+        for obj in of_kind(objects, "PrometheusRule")
+        for group in obj["spec"]["groups"]
+        for rule in group["rules"]
+    )
+    for service in SERVICES:
+        assert f'absent(up{{job="{service}",namespace="{namespaces[service]}"}})' in exprs
+    assert f'namespace=~"{"|".join(dict.fromkeys(namespaces.values()))}"' in exprs
 
 
 def test_runbook_links_follow_the_configured_base_url(chart):
@@ -136,8 +170,12 @@ def test_alert_routing_refuses_to_render_without_its_secret(chart):
     assert "monitoring.alertmanager.existingSecret is required" in result.stderr
 
 
-def test_the_alertmanager_routes_alerts_without_a_namespace_label(chart):
-    """ServiceDown from absent() has no namespace label; the operator's default would drop it."""
+def test_the_bundled_alertmanager_routes_alerts_from_every_namespace_of_the_platform(chart):
+    """In multi mode the alerts carry the services' namespaces, not the AlertmanagerConfig's.
+
+    The operator's default strategy (OnNamespace) would let the AlertmanagerConfig in
+    `monitoring` see only alerts with namespace="monitoring".
+    """
     values = yaml.safe_load((chart / "values.yaml").read_text())
     spec = values["kube-prometheus-stack"]["alertmanager"]["alertmanagerSpec"]
     assert spec["alertmanagerConfigMatcherStrategy"] == {"type": "None"}

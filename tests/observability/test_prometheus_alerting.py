@@ -1,8 +1,9 @@
 """A real Prometheus scrapes the running services with the chart's alert rules loaded.
 
 It scrapes the way the chart's ServiceMonitors make kube-prometheus-stack scrape: job named
-after the service, an `endpoint` target label (which the services' own `endpoint` label
-overrides: honor_labels). Scrapes are every 2 s instead of 15 s, and ServiceDown and
+after the service, `namespace` and `endpoint` target labels (the services' own `endpoint` label
+overrides the latter: honor_labels), with the rules filled in for that namespace as the chart
+fills them for a single-namespace release. Scrapes are every 2 s instead of 15 s, and ServiceDown and
 ObjectStorageUnavailable wait 3 s instead of minutes before firing; everything else is the
 rules as shipped.
 """
@@ -19,13 +20,20 @@ import yaml
 
 from devstack.wait import free_port, wait_until
 from tests.observability.conftest import existing_services
-from tests.observability.promql import dashboard_queries, rule_files, substitute_grafana_variables
+from tests.observability.promql import (
+    SERVICES,
+    dashboard_queries,
+    fill_namespaces,
+    rule_files,
+    substitute_grafana_variables,
+)
 
 # Real PostgreSQL, MinIO and gunicorn (devstack).
 pytestmark = pytest.mark.integration
 
 # Longer than one scrape interval, so one slow scrape on a busy 2-core machine fires nothing.
 SHORT_FOR = {"ServiceDown": "3s", "ObjectStorageUnavailable": "3s"}
+NAMESPACE = "platform"
 
 
 class Prometheus:
@@ -35,7 +43,7 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         rules = []
         for path in rule_files():
-            content = yaml.safe_load(path.read_text())
+            content = yaml.safe_load(fill_namespaces(path.read_text(), dict.fromkeys(SERVICES, NAMESPACE)))
             for group in content["groups"]:
                 for rule in group["rules"]:
                     if rule.get("alert") in SHORT_FOR:
@@ -50,7 +58,9 @@ class Prometheus:
                 {
                     "job_name": name,
                     "honor_labels": True,
-                    "static_configs": [{"targets": [address], "labels": {"endpoint": "http"}}],
+                    "static_configs": [
+                        {"targets": [address], "labels": {"endpoint": "http", "namespace": NAMESPACE}}
+                    ],
                 }
                 for name, address in targets.items()
             ]
@@ -154,6 +164,7 @@ def test_prometheus_fires_service_down_when_a_service_stops_and_clears_it_when_i
             lambda: prometheus.alerts("ServiceDown"), timeout=30, message=f"ServiceDown for {victim}"
         )
         assert [alert["labels"]["job"] for alert in firing] == [victim]
+        assert firing[0]["labels"]["namespace"] == NAMESPACE
         assert firing[0]["labels"]["severity"] == "critical"
         assert firing[0]["annotations"]["runbook_url"].endswith("/docs/runbooks/ServiceDown.md")
     finally:

@@ -1,0 +1,21 @@
+{{- /*
+The rule files and dashboards name the release's namespaces by placeholders, so that the very
+same files stay valid for promtool and Grafana's JSON schema in the repository:
+  __PLATFORM_NAMESPACES__  the namespaces of the release's services, as a regex (auth|api|image-storage
+                           in multi mode, the release namespace in single mode)
+  __AUTH_NAMESPACE__, __API_NAMESPACE__, __IMAGES_NAMESPACE__  the namespace of each service
+dict "root" $ "text" <file content> -> the content with the placeholders filled in.
+*/ -}}
+{{- define "platform.monitoring.fillNamespaces" -}}
+{{- $root := .root -}}
+{{- $text := .text -}}
+{{- $namespaces := list -}}
+{{- range $service := list "auth" "api" "images" -}}
+{{- $namespace := include "platform.namespace" (dict "root" $root "component" $service) -}}
+{{- if (index $root.Values $service).enabled -}}
+{{- $namespaces = append $namespaces $namespace -}}
+{{- end -}}
+{{- $text = replace (printf "__%s_NAMESPACE__" (upper $service)) $namespace $text -}}
+{{- end -}}
+{{- replace "__PLATFORM_NAMESPACES__" ($namespaces | uniq | join "|") $text -}}
+{{- end -}}
