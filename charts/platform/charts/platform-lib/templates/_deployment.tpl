@@ -97,6 +97,7 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- include "platform-lib.databaseCaVolumeMount" $root | nindent 12 }}
       {{- end }}
       containers:
         - name: {{ $service }}
@@ -145,9 +146,11 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- include "platform-lib.databaseCaVolumeMount" $root | nindent 12 }}
       volumes:
         # gunicorn's worker heartbeat files, prometheus multiprocess files and spooled uploads.
         - name: tmp
           emptyDir:
             sizeLimit: {{ $values.tmpSizeLimit }}
+        {{- include "platform-lib.databaseCaVolume" $root | nindent 8 }}
 {{- end -}}

@@ -71,8 +71,14 @@ existingSecret as the cluster holds it at upgrade time (generated secrets never 
 - name: DATABASE_URL
   value: {{ printf "postgresql+psycopg2://$(DB_USER):$(DB_PASSWORD)@%s:%s/%s%s"
               (include "platform-lib.databaseHost" $root) (include "platform-lib.databasePort" $root) $database.name
-              (ternary (printf "?sslmode=%s" $root.Values.global.externalDatabase.sslMode) ""
-                 (and (empty (include "platform-lib.bundledDatabase" $root)) (not (empty $root.Values.global.externalDatabase.sslMode)))) | quote }}
+              (include "platform-lib.databaseUrlQuery" $root) | quote }}
+{{- if include "platform-lib.databaseSystemCa" $root }}
+# sslrootcert=system makes libpq load OpenSSL's default trust store, which for the OpenSSL
+# bundled with psycopg2-binary is a build directory that does not exist: point it at the
+# image's CA bundle instead.
+- name: SSL_CERT_FILE
+  value: {{ $root.Values.global.externalDatabase.systemCaFile | quote }}
+{{- end }}
 - name: JWT_SECRET
   valueFrom:
     secretKeyRef:
@@ -90,6 +96,67 @@ existingSecret as the cluster holds it at upgrade time (generated secrets never 
     secretKeyRef:
       name: {{ $s3Secret }}
       key: secret-access-key
+{{- end }}
+{{- end -}}
+
+{{- /*
+Query of the DATABASE_URL for an external PostgreSQL: ?sslmode=<sslMode>, plus sslrootcert, the
+CA libpq checks the server certificate against with verify-ca/verify-full: the mounted
+global.externalDatabase.caSecret, or else (verify-full only) the system's trust store.
+The bundled PostgreSQL is reached inside the cluster, without TLS: no query.
+*/ -}}
+{{- define "platform-lib.databaseUrlQuery" -}}
+{{- $db := .Values.global.externalDatabase -}}
+{{- if and (not (include "platform-lib.bundledDatabase" .)) $db.sslMode -}}
+{{- printf "?sslmode=%s" $db.sslMode -}}
+{{- if $db.caSecret -}}
+{{- printf "&sslrootcert=%s/%s" (include "platform-lib.databaseCaDir" .) $db.caKey -}}
+{{- else if include "platform-lib.databaseSystemCa" . -}}
+&sslrootcert=system
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "platform-lib.databaseCaDir" -}}/etc/platform/database-ca{{- end -}}
+
+{{- /* "true" when the external database's certificate is checked against a mounted CA Secret. */ -}}
+{{- define "platform-lib.databaseCaMounted" -}}
+{{- if and (not (include "platform-lib.bundledDatabase" .)) .Values.global.externalDatabase.sslMode .Values.global.externalDatabase.caSecret -}}true{{- end -}}
+{{- end -}}
+
+{{- /*
+"true" when libpq checks the external database's certificate against the system's trust store
+(sslrootcert=system, libpq 16+; psycopg2-binary bundles libpq 17). libpq refuses
+sslrootcert=system with verify-ca, so verify-ca needs a caSecret (checked).
+*/ -}}
+{{- define "platform-lib.databaseSystemCa" -}}
+{{- $db := .Values.global.externalDatabase -}}
+{{- if and (not (include "platform-lib.bundledDatabase" .)) (not $db.caSecret) (has $db.sslMode (list "verify-ca" "verify-full")) -}}
+{{- if eq $db.sslMode "verify-ca" -}}
+{{- fail "global.externalDatabase.sslMode verify-ca needs global.externalDatabase.caSecret (the CA that signed the server certificate): libpq refuses verify-ca with the system's trust store (sslrootcert=system); use verify-full to trust the system's CAs" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- /* The read-only mount of the external database's CA, for every container that connects. */ -}}
+{{- define "platform-lib.databaseCaVolumeMount" -}}
+{{- if include "platform-lib.databaseCaMounted" . -}}
+- name: database-ca
+  mountPath: {{ include "platform-lib.databaseCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "platform-lib.databaseCaVolume" -}}
+{{- if include "platform-lib.databaseCaMounted" . -}}
+# The CA that signed the external PostgreSQL's certificate (sslrootcert in DATABASE_URL).
+- name: database-ca
+  secret:
+    secretName: {{ .Values.global.externalDatabase.caSecret }}
+    items:
+      - key: {{ .Values.global.externalDatabase.caKey }}
+        path: {{ .Values.global.externalDatabase.caKey }}
 {{- end }}
 {{- end -}}
 
