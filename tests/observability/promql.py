@@ -24,8 +24,14 @@ SERVICES = ("auth", "api", "images")
 # layout (global.namespaces), as templates/monitoring/_namespaces.tpl renders it.
 TEST_NAMESPACES = {"auth": "auth", "api": "api", "images": "image-storage"}
 PLACEHOLDER = re.compile(r"__[A-Z]+(?:_[A-Z]+)*__")
-# Grafana's own variables, replaced by a value of the right kind before a query is parsed.
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+# Grafana's own variables and the dashboards' `namespace` variable, replaced by a value of the
+# right kind before a query is parsed or run (the namespace of the local Prometheus test's targets).
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$__interval": "1m",
+    "$__range": "1h",
+    "$namespace": "platform",
+}
 # Series that Prometheus makes itself rather than scrapes.
 PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 # Labels that Prometheus attaches to every scraped series (target labels), not the exporter.

@@ -124,7 +124,28 @@ def test_each_dashboard_is_a_configmap_the_grafana_sidecar_loads(multi):
     for path in dashboard_files():
         configmap = maps[f"platform-dashboard-{path.stem}"]
         assert configmap["metadata"]["annotations"]["grafana_folder"] == "Platform"
-        assert json.loads(configmap["data"][path.name]) == json.loads(path.read_text())
+        assert json.loads(configmap["data"][path.name]) == json.loads(fill_namespaces(path.read_text()))
+
+
+@pytest.mark.parametrize(
+    ("mode", "namespaces"),
+    [("single", dict.fromkeys(SERVICES, "platform")), ("multi", TEST_NAMESPACES)],
+)
+def test_dashboards_offer_the_namespaces_of_the_release(chart, mode, namespaces):
+    objects = render(chart, *MONITORING_ON, *mode_args("default", mode))
+    dashboards = [
+        json.loads(data)
+        for obj in of_kind(objects, "ConfigMap")
+        if obj["metadata"]["labels"].get("grafana_dashboard") == "1"
+        for data in obj["data"].values()
+    ]
+    assert len(dashboards) == len(dashboard_files())
+    regex = "|".join(dict.fromkeys(namespaces.values()))
+    for dashboard in dashboards:
+        (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "namespace"]
+        assert variable["allValue"] == regex
+        assert f'namespace=~"{regex}"' in variable["query"]
+        assert not PLACEHOLDER.findall(json.dumps(dashboard))
 
 
 def test_monitoring_objects_are_valid_against_the_operator_crds(multi, schemas):

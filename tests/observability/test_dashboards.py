@@ -11,8 +11,11 @@ import yaml
 
 from tests.observability.promql import (
     DASHBOARDS_DIR,
+    PLACEHOLDER,
     dashboard_files,
     dashboard_queries,
+    fill_namespaces,
+    metric_names,
     panels,
     substitute_grafana_variables,
 )
@@ -60,6 +63,44 @@ def test_panels_do_not_overlap(path):
         }
         assert not cells & taken, f"{panel['title']} overlaps another panel"
         taken |= cells
+
+
+# What selects the platform's own series: its jobs, its containers, its autoscalers, its recording rules.
+PLATFORM_SELECTOR = re.compile(r"\b(job|container|horizontalpodautoscaler)\s*=")
+SELECTOR = re.compile(r"([A-Za-z_:][\w:]*)\s*\{([^}]*)\}")
+SCOPE = 'namespace=~"$namespace"'
+
+
+@pytest.mark.parametrize("path", dashboard_files(), ids=lambda p: p.name)
+def test_the_namespace_variable_offers_only_the_release_namespaces(path):
+    variables = {v["name"]: v for v in load(path)["templating"]["list"]}
+    namespace = variables["namespace"]
+    assert namespace["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert 'namespace=~"__PLATFORM_NAMESPACES__"' in namespace["query"]
+    assert namespace["multi"] and namespace["includeAll"]
+    # "All" is the release's namespaces, never every namespace of the cluster.
+    assert namespace["allValue"] == "__PLATFORM_NAMESPACES__"
+    assert namespace["current"]["value"] == ["$__all"]
+    filled = json.loads(fill_namespaces(path.read_text()))
+    assert not PLACEHOLDER.findall(json.dumps(filled))
+
+
+def test_every_query_of_the_platform_series_is_scoped_to_the_namespace_variable():
+    """Another team's `api` job, container or autoscaler never shows up in the platform's panels."""
+    unscoped = []
+    for query in dashboard_queries():
+        selected = {name for name, _ in SELECTOR.findall(query.expr)}
+        unscoped += [
+            f"{query.source}: {name}"
+            for name, matchers in SELECTOR.findall(query.expr)
+            if (":" in name or PLATFORM_SELECTOR.search(matchers)) and SCOPE not in matchers
+        ]
+        unscoped += [
+            f"{query.source}: {name}"
+            for name in metric_names(query.expr)
+            if ":" in name and name not in selected
+        ]
+    assert not unscoped, "\n".join(unscoped)
 
 
 def test_every_dashboard_query_parses_as_promql(promtool, tmp_path):
