@@ -10,8 +10,10 @@ import sys
 
 import psycopg2
 import pytest
+import yaml
 
 from devstack.postgres import PostgresServer
+from tests.charts.conftest import VALUES_DIR, Render
 
 DATABASES = {
     "auth": ("auth_db", "auth_user"),
@@ -117,7 +119,51 @@ def test_running_the_script_again_changes_nothing_and_keeps_the_data(initialised
         assert cursor.fetchone()[0] > 0
 
 
-def test_a_service_without_a_password_is_skipped_not_created(server, initdb_script, tmp_path):
-    result = run_script(server, initdb_script, tmp_path, {"auth": PASSWORDS["auth"]})
+def test_a_service_with_an_empty_password_fails_the_first_boot_instead_of_being_skipped(
+    server, initdb_script, tmp_path
+):
+    # The script runs on the first boot only: a skipped role would never be created later.
+    result = run_script(server, initdb_script, tmp_path, {**PASSWORDS, "api": ""})
+    assert result.returncode != 0
+    assert "no password for api_user (empty key in its Secret): cannot create api_db" in result.stderr
+
+
+def postgresql_password_refs(render):
+    (statefulset,) = [obj for obj in render.of_kind("StatefulSet") if "postgresql" in obj["metadata"]["name"]]
+    (container,) = [
+        c for c in statefulset["spec"]["template"]["spec"]["containers"] if c["name"] == "postgresql"
+    ]
+    refs = {
+        env["name"]: env["valueFrom"]["secretKeyRef"]
+        for env in container["env"]
+        if env["name"].endswith("_DB_PASSWORD")
+    }
+    return statefulset["metadata"]["namespace"], refs
+
+
+@pytest.mark.parametrize("render_id", ["default-single", "default-multi", "staging-multi", "dev-single"])
+def test_postgresql_requires_every_service_password_secret_and_the_chart_creates_each_beside_it(
+    get_render, render_id
+):
+    """A missing Secret keeps PostgreSQL from starting (visibly) rather than letting it
+    initialise without that service's role."""
+    render = get_render(render_id)
+    namespace, refs = postgresql_password_refs(render)
+    assert set(refs) == {"AUTH_DB_PASSWORD", "API_DB_PASSWORD", "IMAGES_DB_PASSWORD"}
+    secrets = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in render.of_kind("Secret")}
+    for name, ref in refs.items():
+        assert ref["optional"] is False, name
+        assert ref["key"] in secrets[(namespace, ref["name"])]["data"], name
+
+
+def test_a_disabled_service_still_gets_the_password_secret_postgresql_requires(template):
+    result = template("-f", str(VALUES_DIR / "staging.yaml"), "--set", "images.enabled=false")
     assert result.returncode == 0, result.stderr
-    assert "no password for api_user, skipping api_db" in result.stdout
+    objects = [obj for obj in yaml.safe_load_all(result.stdout) if obj]
+    render = Render("images-off", "staging", "multi", [], result.stdout, objects)
+    namespace, refs = postgresql_password_refs(render)
+    copies = [
+        s for s in render.of_kind("Secret") if s["metadata"]["name"] == refs["IMAGES_DB_PASSWORD"]["name"]
+    ]
+    # Only beside PostgreSQL: the images namespace is not created while images is disabled.
+    assert [s["metadata"]["namespace"] for s in copies] == [namespace] == ["infrastructure"]
