@@ -17,14 +17,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NoReturn
 
 import jwt as pyjwt
-from flask import current_app, g, request
+from flask import abort, current_app, g, request
 from prometheus_client import Counter
 
 from api.upstream import Upstream
 from servicekit.context import outbound_headers
 from servicekit.errors import ApiError
+from servicekit.tokens import unauthorized_response
 
 TOKEN_CACHE = Counter(
     "api_token_cache_total", "Token verifications answered from the cache or not.", ["result"]
@@ -98,10 +100,9 @@ def _token_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
-def unauthorized(detail: str = "A valid bearer token is required.") -> ApiError:
-    return ApiError(
-        401, detail, type_="invalid-token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    )
+def refuse_token() -> NoReturn:
+    """Stop the request with the 401 every service gives for a bad token (one definition, in servicekit)."""
+    abort(unauthorized_response())
 
 
 class Verifier:
@@ -127,7 +128,7 @@ class Verifier:
     def _caller_from(self, response) -> Caller:
         status = response.status_code
         if status in (401, 403):
-            raise unauthorized()
+            refuse_token()
         if status in (503, 504):
             raise ApiError(
                 503,
@@ -159,7 +160,7 @@ def bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     match = _BEARER.match(header) if len(header) <= _MAX_TOKEN_CHARACTERS else None
     if match is None:
-        raise unauthorized()
+        refuse_token()
     return match.group(1)
 
 

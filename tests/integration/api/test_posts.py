@@ -112,7 +112,10 @@ def test_writing_without_a_valid_token_is_401(api_client, clean_databases, autho
     response = api_client.post("/api/v1/posts", json={"content": "x"}, headers=headers)
 
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert response.content_type == "application/problem+json"
+    assert response.get_json()["type"].endswith("/invalid-token")
+    assert response.headers["X-Request-ID"]
     assert post_count(clean_databases["api"]) == 0
 
 

@@ -8,10 +8,12 @@ from unittest import mock
 import jwt
 import pytest
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 
 from api.identity import Caller, TokenCache, Verifier
 from api.upstream import Upstream
 from servicekit.errors import ApiError
+from servicekit.tokens import unauthorized_response
 
 
 def token(expires_in: float = 900) -> str:
@@ -73,7 +75,19 @@ def test_a_valid_token_becomes_the_caller_and_is_then_served_from_the_cache(veri
 )
 def test_every_other_answer_is_refused_and_never_cached(verifier, auth, answer, status):
     value = token()
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises((ApiError, HTTPException)) as caught:
         verify(verifier, auth, answer, value)
-    assert caught.value.status == status
+    refused = caught.value
+    assert (refused.response.status_code if isinstance(refused, HTTPException) else refused.status) == status
     assert verifier.cache.get(value) is None
+
+
+def test_a_token_the_auth_service_refuses_gets_the_401_every_service_gives(verifier, auth):
+    with pytest.raises(HTTPException) as caught:
+        verify(verifier, auth, auth_answer(401, {"detail": "no"}))
+    response = caught.value.response
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    with Flask("t").app_context():
+        assert response.get_json() == unauthorized_response().get_json()
