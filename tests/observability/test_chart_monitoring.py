@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema
 import pytest
@@ -12,6 +13,7 @@ from tests.charts.conftest import CHART, helm, mode_args, prepare_dependencies
 from tests.charts.test_render import CRD_DIR_RELATIVE, crd_schemas, strict
 from tests.observability.promql import (
     PLACEHOLDER,
+    PROJECT_ROOT,
     RUNBOOK_BASE_URL,
     SERVICES,
     TEST_NAMESPACES,
@@ -180,6 +182,45 @@ def test_alerting_secrets_come_only_from_the_existing_secret(multi):
         for email in receiver.get("emailConfigs", []):
             assert email["authPassword"] == {"name": SECRET, "key": "smtp-password"}
     assert "hooks.slack.com" not in yaml.safe_dump(config)
+
+
+def documented_alerting_secrets() -> dict[str, tuple[str, str]]:
+    """Mode -> (namespace, name) of the Secret docs/observability.md creates, release in `platform`."""
+    text = (PROJECT_ROOT / "docs" / "observability.md").read_text()
+    commands = re.findall(
+        r"^# (single|multi) mode\b[^\n]*\nkubectl -n (\S+) create secret generic (\S+)", text, re.M
+    )
+    return {mode: (namespace, name) for mode, namespace, name in commands}
+
+
+@pytest.mark.parametrize("mode", ["single", "multi"])
+def test_the_alerting_secret_is_documented_in_the_namespace_of_the_alertmanager_config(chart, mode):
+    """A Secret reference of an AlertmanagerConfig resolves only in its own namespace."""
+    namespace, secret = documented_alerting_secrets()[mode]
+    objects = render(
+        chart, "--set", "monitoring.enabled=true", "--set", "monitoring.alertmanager.enabled=true",
+        "--set", f"monitoring.alertmanager.existingSecret={secret}", *mode_args("default", mode),
+    )  # fmt: skip
+    (config,) = of_kind(objects, "AlertmanagerConfig")
+    assert config["metadata"]["namespace"] == namespace
+    references = [
+        reference["name"]
+        for receiver in config["spec"]["receivers"]
+        for reference in [slack["apiURL"] for slack in receiver.get("slackConfigs", [])]
+        + [email["authPassword"] for email in receiver.get("emailConfigs", []) if "authPassword" in email]
+    ]
+    assert references and set(references) == {secret}
+
+
+def test_the_values_say_where_the_alerting_secret_lives_in_both_modes(chart):
+    text = (chart / "values.yaml").read_text()
+    alertmanager = text[text.index("\nmonitoring:\n") :]
+    alertmanager = alertmanager[alertmanager.index("\n  alertmanager:\n") :]
+    comment = alertmanager[: alertmanager.index("    existingSecret:")].rsplit("    # -- ", 1)[1]
+    words = " ".join(comment.replace("#", "").split())
+    assert "monitoring namespace" not in words
+    assert "the release namespace in single mode" in words
+    assert "global.namespaces.monitoring in multi mode" in words
 
 
 def test_alert_routing_refuses_to_render_without_its_secret(chart):
