@@ -76,6 +76,26 @@ PAGE_PARAMETERS = [
     },
 ]
 BEARER = [{"bearerAuth": []}]
+
+
+def _page(item: dict, max_items: int) -> dict:
+    """A page of a list: posts and images are paged alike, by limit and offset."""
+    return {
+        "type": "object",
+        "required": ["items", "limit", "offset", "next_offset"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "items": item, "maxItems": max_items},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "next_offset": {
+                "type": ["integer", "null"],
+                "description": "The offset of the next page, or null on the last page.",
+            },
+        },
+    }
+
+
 FILENAME_PARAMETER = {
     "name": "filename",
     "in": "path",
@@ -117,20 +137,7 @@ SCHEMAS = {
             "created_at": {"type": "string", "format": "date-time", "description": "UTC, ISO 8601"},
         },
     },
-    "PostPage": {
-        "type": "object",
-        "required": ["items", "limit", "offset", "next_offset"],
-        "additionalProperties": False,
-        "properties": {
-            "items": {"type": "array", "items": _ref("Post"), "maxItems": posts.MAX_PAGE_SIZE},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
-            "next_offset": {
-                "type": ["integer", "null"],
-                "description": "The offset of the next page, or null on the last page.",
-            },
-        },
-    },
+    "PostPage": _page(_ref("Post"), posts.MAX_PAGE_SIZE),
     "NewPost": {
         "type": "object",
         "required": ["content"],
@@ -200,11 +207,7 @@ SCHEMAS = {
             "created_at": {"type": "string", "format": "date-time"},
         },
     },
-    "ImagePage": {
-        "type": "object",
-        "required": ["items"],
-        "properties": {"items": {"type": "array", "items": _ref("Image")}},
-    },
+    "ImagePage": _page(_ref("Image"), posts.MAX_PAGE_SIZE),
     "ImageStats": {
         "type": "object",
         "required": ["count", "total_bytes"],

@@ -94,6 +94,35 @@ def test_another_users_image_is_invisible_and_undeletable_through_the_gateway(ga
     )
 
 
+def test_the_images_list_is_paged_like_the_posts_list_and_refuses_unknown_parameters(
+    gateway, gateway_account
+):
+    _, headers = gateway_account()
+    names = [upload(gateway, headers, png(4 + i, 4)).json()["filename"] for i in range(3)]
+
+    def page(query: str) -> dict:
+        response = requests.get(f"{gateway.url}/api/v1/images?{query}", headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first, last = page("limit=2"), page("limit=2&offset=2")
+    assert [item["filename"] for item in first["items"] + last["items"]] == names[::-1]
+    assert {key: first[key] for key in ("limit", "offset", "next_offset")} == {
+        "limit": 2,
+        "offset": 0,
+        "next_offset": 2,
+    }
+    assert {key: last[key] for key in ("limit", "offset", "next_offset")} == {
+        "limit": 2,
+        "offset": 2,
+        "next_offset": None,
+    }
+    assert set(first) == set(last) == {"items", "limit", "offset", "next_offset"}
+    misspelt = requests.get(f"{gateway.url}/api/v1/images?limt=2", headers=headers, timeout=10)
+    assert misspelt.status_code == 400
+    assert misspelt.headers["Content-Type"] == "application/problem+json"
+
+
 def test_images_rejections_pass_through_as_problem_json(gateway, gateway_account):
     _, headers = gateway_account()
 
