@@ -174,6 +174,18 @@ def test_critical_alerts_page_slack_and_email_while_warnings_go_to_another_slack
     assert "emailConfigs" not in warning
 
 
+def test_slack_messages_keep_one_line_per_part_of_each_alert(multi):
+    (config,) = of_kind(multi, "AlertmanagerConfig")
+    texts = {slack["text"] for receiver in config["spec"]["receivers"] for slack in receiver["slackConfigs"]}
+    assert len(texts) == 1
+    lines = texts.pop().splitlines()
+    assert lines == [
+        "{{ range .Alerts }}{{ .Annotations.summary }}: {{ .Annotations.description }}",
+        "Runbook: {{ .Annotations.runbook_url }}",
+        "{{ end }}",
+    ]
+
+
 def test_alerting_secrets_come_only_from_the_existing_secret(multi):
     (config,) = of_kind(multi, "AlertmanagerConfig")
     for receiver in config["spec"]["receivers"]:
