@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import ipaddress
+import json
 
 import yaml
 
@@ -84,13 +85,24 @@ def outside_actors(values) -> list[Actor]:
             values["global"]["namespaces"]["monitoring"],
             tuple(sorted(np["monitoringPodSelector"].items())),
         ),
-        Actor("dns", np["dns"]["namespace"], tuple(sorted(np["dns"]["podSelector"].items())), (53,)),
+        dns_actor(np["dns"]),
         Actor("stranger", "default", (("app", "stranger"),)),
         Actor(
             "external-database", None, ports=(values["global"]["externalDatabase"]["port"],), ip="10.20.0.10"
         ),
         Actor("external-object-storage", None, ports=(443,), ip="52.219.170.1"),
     ]
+
+
+def dns_actor(dns: dict) -> Actor:
+    """The cluster DNS as networkPolicy.dns describes it: pods, or an address (NodeLocal DNSCache)."""
+    peer = dns["to"][0]
+    ports = tuple(sorted({port["port"] for port in dns["ports"]}))
+    if "ipBlock" in peer:
+        address = next(ipaddress.ip_network(peer["ipBlock"]["cidr"]).hosts(), None)
+        return Actor("dns", None, ports=ports, ip=str(address or peer["ipBlock"]["cidr"].split("/")[0]))
+    namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    return Actor("dns", namespace, tuple(sorted(peer["podSelector"]["matchLabels"].items())), ports)
 
 
 def selects(selector: dict | None, labels: dict) -> bool:
@@ -249,3 +261,52 @@ def test_the_images_reconcile_pods_are_evaluated_and_blocked_from_anything_else(
         "dns",
     }
     assert not [flow for flow in flows if flow[1] == "images-reconcile"]
+
+
+NODE_LOCAL_DNS = [{"ipBlock": {"cidr": "169.254.20.10/32"}}]
+
+
+def test_dns_may_be_node_local_dns_at_a_link_local_address(template, get_render):
+    result = template(
+        "-f",
+        str(VALUES_DIR / "staging.yaml"),
+        "--set-json",
+        f"networkPolicy.dns.to={json.dumps(NODE_LOCAL_DNS)}",
+    )
+    assert result.returncode == 0, result.stderr
+    base = get_render("staging-multi")
+    render = dataclasses.replace(
+        base, text=result.stdout, objects=[obj for obj in yaml.safe_load_all(result.stdout) if obj]
+    )
+    dns_policies = [
+        p for p in render.of_kind("NetworkPolicy") if p["metadata"]["name"] == "platform-allow-dns"
+    ]
+    assert {p["metadata"]["namespace"] for p in dns_policies} == {
+        "auth",
+        "api",
+        "image-storage",
+        "infrastructure",
+    }
+    for policy in dns_policies:
+        assert policy["spec"]["egress"] == [
+            {
+                "to": NODE_LOCAL_DNS,
+                "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+            }
+        ]
+    node_local = Actor("node-local-dns", None, ports=(53,), ip="169.254.20.10")
+    kube_dns = Actor("kube-dns", "kube-system", (("k8s-app", "kube-dns"),), (53,))
+    policies = render.of_kind("NetworkPolicy")
+    pods = workload_actors(render)
+    assert {"auth", "api", "images", "images-reconcile", "postgresql", "minio"} <= {pod.name for pod in pods}
+    for pod in pods:
+        assert allowed(policies, pod, node_local, 53, "egress"), pod.name
+        assert not allowed(policies, pod, node_local, 80, "egress"), pod.name
+        assert not allowed(policies, pod, kube_dns, 53, "egress"), pod.name
+
+
+def test_the_dns_peers_and_ports_are_checked_by_the_schema(template):
+    wrong = template("--set-json", 'networkPolicy.dns.to=[{"ipBlok": {"cidr": "169.254.20.10/32"}}]')
+    assert wrong.returncode != 0 and "/networkPolicy/dns/to/0" in wrong.stderr, wrong.stderr
+    wrong = template("--set-json", 'networkPolicy.dns.ports=[{"port": 53, "protocol": "ICMP"}]')
+    assert wrong.returncode != 0 and "/networkPolicy/dns/ports/0/protocol" in wrong.stderr, wrong.stderr
