@@ -4,6 +4,7 @@
   token checked through the auth service, then mostly answered from the token cache), each
   driven for a fixed time by load processes separate from the servers, over keep-alive
   connections to 127.0.0.1.
+- The api workers' resident memory before each scenario and at its peak (VmHWM, reset first).
 - The gateway -> auth POST /verify latency, as the api itself measured it
   (api_upstream_request_duration_seconds{target="auth"}), from requests whose token was not
   yet cached.
@@ -35,7 +36,8 @@ PASSWORD = "bench password 1"  # noqa: S105 - a throwaway account on a throwaway
 
 
 def run(stack) -> list[str]:
-    api = stack.services["api"].url
+    service = stack.services["api"]
+    api = service.url
     headers = _user_headers(api, "bench-writer")
     for i in range(POSTS):
         requests.post(
@@ -47,15 +49,29 @@ def run(stack) -> list[str]:
         ("GET /api/v1/posts (public)", "/api/v1/posts", None),
         ("GET /api/v1/posts/my (bearer token)", "/api/v1/posts/my", headers["Authorization"]),
     ):
+        rss_before = service.rss_kib()
+        peaks_reset = service.reset_peaks()
         result = _drive(api, path, auth)
+        peaks = service.peak_rss_kib()
         lines.append(
             f"{label}: {result['rps']:.0f} req/s over {result['seconds']:.1f} s "
             f"({LOAD_PROCESSES} load processes x {CONNECTIONS_PER_PROCESS} connections; "
             f"{result['requests']} requests, {result['errors']} not 200; "
             f"latency p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms)"
         )
+        lines.append(f"  api workers' memory: {_memory_line(rss_before, peaks, peaks_reset)}")
     lines += _auth_call_latency(api)
     return lines
+
+
+def _memory_line(rss_before: dict[int, int], peaks: dict[int, int], peaks_reset: bool) -> str:
+    since = "during the run" if peaks_reset else "since start (the kernel refused a reset)"
+    return "; ".join(
+        f"worker {pid} RSS {rss_before[pid] / 1024:.0f} MiB before, peak {peak / 1024:.0f} MiB {since}"
+        if pid in rss_before
+        else f"worker {pid} (started during the run) peak {peak / 1024:.0f} MiB"
+        for pid, peak in peaks.items()
+    )
 
 
 def _user_headers(api: str, username: str) -> dict[str, str]:

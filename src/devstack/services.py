@@ -94,6 +94,24 @@ class ServiceProcess:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    # Memory of the gunicorn workers (Linux /proc), for the tests and benchmarks that bound it.
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: the master's child processes."""
+        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        return sorted(map(int, children.stdout.split()))
+
+    def rss_kib(self) -> dict[int, int]:
+        """Each worker's resident memory now (VmRSS), in KiB, by pid."""
+        return {pid: memory_kib(pid)["VmRSS"] for pid in self.worker_pids()}
+
+    def peak_rss_kib(self) -> dict[int, int]:
+        """Each worker's peak resident memory (VmHWM) since it started or reset_peaks(), by pid."""
+        return {pid: memory_kib(pid)["VmHWM"] for pid in self.worker_pids()}
+
+    def reset_peaks(self) -> bool:
+        """Start each worker's peak again from its current RSS; False where the kernel refuses."""
+        return all([reset_peak(pid) for pid in self.worker_pids()])
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -103,3 +121,19 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (peak resident) of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
+
+
+def reset_peak(pid: int) -> bool:
+    """Make a process's VmHWM start again from its current RSS (Linux: 5 > /proc/<pid>/clear_refs)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True

@@ -12,8 +12,6 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.integration.api.test_streaming import memory_kib, reset_peak, worker_pids
-
 BIG_IMAGE_BYTES = 10 * 1024 * 1024
 
 
@@ -159,20 +157,19 @@ def test_concurrent_10mb_images_stream_through_the_gateway_with_little_memory(
                 sha.update(chunk)
         return sha.hexdigest()
 
-    pids = worker_pids(gateway)
-    before = {pid: memory_kib(pid) for pid in pids}
-    for pid in pids:
-        reset_peak(pid)
+    rss_before = gateway.rss_kib()
+    gateway.reset_peaks()
     with ThreadPoolExecutor(8) as pool:
         uploads = [pool.submit(upload, gateway, headers, big_png) for _ in range(4)]
         downloads = [pool.submit(download) for _ in range(4)]
         uploaded = [future.result() for future in uploads]
         downloaded = [future.result() for future in downloads]
-    after = {pid: memory_kib(pid) for pid in pids}
+    peaks = gateway.peak_rss_kib()
 
     assert all(response.status_code == 201 and response.json()["sha256"] == digest for response in uploaded)
     assert downloaded == [digest] * 4
-    growth_kib = sum(after[pid]["VmHWM"] - before[pid]["VmRSS"] for pid in pids)
+    assert peaks.keys() == rss_before.keys()
+    growth_kib = sum(peaks[pid] - rss_before[pid] for pid in peaks)
     in_flight_kib = 8 * len(big_png) // 1024
     print(
         f"\napi workers, 4 uploads + 4 downloads of a {len(big_png) / 2**20:.1f} MiB image via real images: "

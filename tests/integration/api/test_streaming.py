@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,29 +21,6 @@ BODY_BYTES = 10 * 1024 * 1024
 CONCURRENT_UPLOADS = 4
 CONCURRENT_DOWNLOADS = 4
 BOUNDARY = "gateway-test-boundary"
-
-
-def worker_pids(service) -> list[int]:
-    children = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True, text=True)
-    return [int(pid) for pid in children.stdout.split()]
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0])
-    return fields
-
-
-def reset_peak(pid: int) -> bool:
-    """Make VmHWM start again from the current RSS (Linux: 5 > /proc/<pid>/clear_refs)."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +82,9 @@ def test_concurrent_10mb_uploads_and_downloads_stream_through_with_little_memory
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: download(live_api.url, headers, 1024), range(16)))
 
-    pids = worker_pids(live_api)
-    assert len(pids) == 2
-    before = {pid: memory_kib(pid) for pid in pids}
-    peaks_reset = all(reset_peak(pid) for pid in pids)
+    rss_before = live_api.rss_kib()
+    assert len(rss_before) == 2
+    peaks_reset = live_api.reset_peaks()
 
     with ThreadPoolExecutor(CONCURRENT_UPLOADS + CONCURRENT_DOWNLOADS) as pool:
         uploads = [pool.submit(upload, live_api.url, headers, body_path) for _ in range(CONCURRENT_UPLOADS)]
@@ -119,7 +94,8 @@ def test_concurrent_10mb_uploads_and_downloads_stream_through_with_little_memory
         upload_results = [future.result() for future in uploads]
         download_results = [future.result() for future in downloads]
 
-    after = {pid: memory_kib(pid) for pid in pids}
+    peaks = live_api.peak_rss_kib()
+    assert peaks.keys() == rss_before.keys()
     for seen in upload_results:
         assert seen["received_bytes"] == body_path.stat().st_size
         assert seen["sha256"] == body_digest
@@ -131,16 +107,16 @@ def test_concurrent_10mb_uploads_and_downloads_stream_through_with_little_memory
         assert response.headers["Content-Length"] == str(BODY_BYTES)
 
     # Growth of each worker's peak over its resident size just before the transfers.
-    growth_kib = sum(after[pid]["VmHWM"] - before[pid]["VmRSS"] for pid in pids)
+    growth_kib = sum(peaks[pid] - rss_before[pid] for pid in peaks)
     in_flight_kib = (CONCURRENT_UPLOADS + CONCURRENT_DOWNLOADS) * BODY_BYTES // 1024
     print(
         f"\napi workers during {CONCURRENT_UPLOADS} uploads + {CONCURRENT_DOWNLOADS} downloads of "
         f"{BODY_BYTES // 2**20} MiB (peak reset: {peaks_reset}):"
     )
-    for pid in pids:
+    for pid in peaks:
         print(
-            f"  worker {pid}: RSS before {before[pid]['VmRSS'] / 1024:.1f} MiB, "
-            f"peak during {after[pid]['VmHWM'] / 1024:.1f} MiB"
+            f"  worker {pid}: RSS before {rss_before[pid] / 1024:.1f} MiB, "
+            f"peak during {peaks[pid] / 1024:.1f} MiB"
         )
     print(
         f"  peak growth, all workers: {growth_kib / 1024:.1f} MiB "
