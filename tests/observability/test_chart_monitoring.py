@@ -300,6 +300,10 @@ def test_trace_export_is_off_unless_an_otlp_endpoint_is_set(chart):
         ("monitoring.alertmanager.email.smarthost=smtp.example.com", "smarthost"),
         ("monitoring.rules.runbookBaseUrl=docs/runbooks", "runbookBaseUrl"),
         ("monitoring.alertmanager.slack.channel=#x", "channel"),
+        # Misspelt keys are refused, not silently ignored.
+        ("monitoring.enable=true", "enable"),
+        ("monitoring.serviceMonitor.intervall=30s", "intervall"),
+        ("monitoring.serviceMonitors.interval=30s", "serviceMonitors"),
     ],
 )
 def test_the_schema_refuses_bad_monitoring_values(chart, setting, message):
