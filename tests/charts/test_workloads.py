@@ -7,6 +7,8 @@ import re
 import pytest
 import yaml
 
+from tests.charts.conftest import CHART, VALUES_DIR
+
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
 # The design's replica ranges; dev may lower the maximum only.
 DESIGN_REPLICAS = {"auth": (2, 10), "api": (2, 15), "images": (2, 20)}
@@ -438,3 +440,39 @@ def test_the_timeouts_and_pools_of_every_outbound_call_are_set_by_the_chart(rend
     attempts = int(images["S3_MAX_ATTEMPTS"])
     per_attempt = float(images["S3_CONNECT_TIMEOUT_SECONDS"]) + float(images["S3_READ_TIMEOUT_SECONDS"])
     assert attempts * per_attempt < float(api["IMAGES_READ_TIMEOUT_SECONDS"])
+
+
+MONITORING_CHARTS = ("kube-prometheus-stack-", "grafana-", "kube-state-metrics-", "prometheus-node-exporter-")
+
+
+@pytest.mark.parametrize("render_id", ["staging-multi", "prod-multi"])
+def test_every_object_of_the_monitoring_stack_lands_in_the_monitoring_namespace(get_render, render_id):
+    render = get_render(render_id)
+    monitoring = yaml.safe_load((CHART / "values.yaml").read_text())["global"]["namespaces"]["monitoring"]
+    stack = [
+        obj
+        for obj in render.objects
+        if (obj["metadata"].get("labels") or {}).get("helm.sh/chart", "").startswith(MONITORING_CHARTS)
+        or (obj["metadata"].get("labels") or {}).get("chart", "").startswith(MONITORING_CHARTS)
+    ]
+    # Prometheus, Alertmanager, the operator and Grafana's dashboards and datasource at least.
+    assert {"Prometheus", "Alertmanager", "Deployment", "ConfigMap"} <= {obj["kind"] for obj in stack}
+    elsewhere = [
+        f"{obj['kind']}/{obj['metadata']['name']} in {obj['metadata']['namespace']}"
+        for obj in stack
+        if "namespace" in obj["metadata"] and obj["metadata"]["namespace"] != monitoring
+        # The exporters' headless Services select control-plane pods, so they must sit beside them.
+        and not (obj["kind"] == "Service" and obj["metadata"]["namespace"] == "kube-system")
+    ]
+    assert not elsewhere, "\n".join(elsewhere)
+
+
+def test_multi_mode_refuses_monitoring_subcharts_outside_the_monitoring_namespace(template):
+    result = template(
+        "-f",
+        str(VALUES_DIR / "prod.yaml"),
+        "--set-string",
+        "kube-prometheus-stack.grafana.namespaceOverride=",
+    )
+    assert result.returncode != 0
+    assert 'kube-prometheus-stack.grafana.namespaceOverride must be "monitoring"' in result.stderr
