@@ -29,6 +29,26 @@ from servicekit import config
 from tests.conftest import PROJECT_ROOT, service_environ
 
 PASSWORD = "correct horse battery"
+# A loaded CI machine can be slow to schedule a thread: an upper bound this far above the
+# configured timeout still tells a timeout that was honoured from a hang.
+TIMEOUT_SLACK_SECONDS = 2.0
+
+
+def upstream_timeouts(app, target: str) -> tuple[float, float]:
+    """The (connect, read) timeouts the app was configured with for calls to ``target``."""
+    return app.extensions["api.upstreams"][target].timeout
+
+
+def assert_waited_for(seconds: float, timeout: float) -> None:
+    """The call waited out its timeout (not cut short) and then stopped (no hang)."""
+    assert 0.9 * timeout <= seconds < timeout + TIMEOUT_SLACK_SECONDS, (
+        f"took {seconds:.2f} s with a {timeout} s timeout"
+    )
+
+
+def assert_within(seconds: float, timeout: float) -> None:
+    """The call ended no later than its timeout allows (it may end at once)."""
+    assert seconds < timeout + TIMEOUT_SLACK_SECONDS, f"took {seconds:.2f} s with a {timeout} s timeout"
 
 
 class UpstreamProcess:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from devstack.wait import free_port
-from tests.integration.api.conftest import PASSWORD
+from tests.integration.api.conftest import PASSWORD, assert_waited_for, assert_within, upstream_timeouts
 from tests.integration.api.upstream_app import BUSY, FAILING, SLOW, sized_name
 
 
@@ -153,7 +153,7 @@ def test_a_slow_images_service_is_504_within_the_read_timeout(api_client, accoun
 
     assert response.status_code == 504
     assert response.content_type == "application/problem+json"
-    assert 1.5 < elapsed < 4  # IMAGES_READ_TIMEOUT_SECONDS is 2 here
+    assert_waited_for(elapsed, upstream_timeouts(api_client.application, "images")[1])
     after = metric(api_client, "api_upstream_requests_total", target="images", outcome="timeout")
     assert after == before + 1
 
@@ -164,9 +164,11 @@ def test_an_images_service_that_is_down_is_503(make_api_app, auth_service, accou
 
     started = time.monotonic()
     response = client.get("/api/v1/images", headers=headers)
+    elapsed = time.monotonic() - started
 
     assert response.status_code == 503
-    assert time.monotonic() - started < 2
+    # Nothing listens there: refused at once; the connect timeout is the most it may take.
+    assert_within(elapsed, upstream_timeouts(client.application, "images")[0])
     assert response.get_json()["upstream"] == "images"
     assert metric(client, "api_upstream_requests_total", target="images", outcome="unavailable") >= 1
     # Posts still work, so the pod stays in the Service; the outage is reported, not hidden.
