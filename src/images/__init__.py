@@ -11,6 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from images import memory, routes
+from images.budget import DecodeBudget
 from images.config import ImagesSettings
 from images.models import Owner, db, jwt
 from images.storage import ObjectStore, ObjectStoreUnavailable
@@ -41,6 +42,10 @@ def create_app(settings: ImagesSettings | None = None) -> Flask:
 
     store = ObjectStore(settings)
     app.extensions["images.store"] = store
+    # One per worker process: the threads of a worker share it.
+    app.extensions["images.decode_budget"] = DecodeBudget(
+        settings.decode_memory_budget_bytes, settings.decode_wait_seconds
+    )
     add_check(app, "object_store", store.check)
     if settings.s3_create_bucket:
         try:

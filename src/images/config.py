@@ -55,3 +55,18 @@ class ImagesSettings(ServiceSettings):
         doc="most pixels (width x height) an image may have; bounds the memory one decode takes",
         minimum=1,
     )
+    decode_memory_budget_bytes: int = setting(
+        "DECODE_MEMORY_BUDGET_BYTES",
+        96 * MIB,
+        doc="most memory the image decodes of one worker process may hold at once (checking an"
+        " upload decodes it: up to 16 bytes per pixel for WebP); an image needing more is refused"
+        " (422), and uploads wait while the budget is in use. The default keeps two workers well"
+        " within a 512Mi container",
+        minimum=8 * MIB,
+    )
+    decode_wait_seconds: float = setting(
+        "DECODE_WAIT_SECONDS",
+        5.0,
+        doc="seconds an upload waits for decode memory before it is answered 503 with Retry-After",
+        minimum=0,
+    )

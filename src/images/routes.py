@@ -34,6 +34,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from images import inspection
+from images.budget import DecodeBusy
 from images.config import ImagesSettings
 from images.models import COMMITTED, PENDING, Image, Owner, db
 from images.storage import ObjectMissing, ObjectStore, ObjectStoreUnavailable
@@ -75,9 +76,19 @@ def upload():
     settings = _settings()
     received, size = _receive_file(settings.max_upload_bytes)
     try:
-        inspected = inspection.inspect(received.stream, settings.max_image_pixels)
+        inspected = inspection.inspect(
+            received.stream, settings.max_image_pixels, current_app.extensions["images.decode_budget"]
+        )
     except inspection.Rejected as rejected:
         raise _rejection(rejected.reason, rejected.status, rejected.detail) from None
+    except DecodeBusy:
+        log.warning("decode memory budget in use; upload refused", extra={"user_id": owner.id})
+        raise ApiError(
+            503,
+            "The service is busy checking other images; try again shortly.",
+            type_="decode-busy",
+            headers={"Retry-After": "2"},
+        ) from None
 
     filename = f"{uuid.uuid4().hex}.{inspected.format.extension}"
     image = Image(

@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 
+from images.budget import DecodeBudget
 from tests.integration.images.conftest import BUCKET, bucket_keys, image_bytes
 
 FILENAME = re.compile(r"^[0-9a-f]{32}\.(jpg|png|gif|webp)$")
@@ -235,3 +236,21 @@ def test_a_json_body_is_not_an_upload(images_client, alice):
     response = images_client.post("/upload", headers=alice, json={"file": "aGVsbG8="})
 
     assert response.status_code == 400
+
+
+def test_an_upload_waits_for_decode_memory_and_is_answered_503_when_it_stays_in_use(
+    images_app, upload, alice, stored, monkeypatch
+):
+    budget = DecodeBudget(limit_bytes=10 * 1024 * 1024, wait_seconds=0.2)
+    monkeypatch.setitem(images_app.extensions, "images.decode_budget", budget)
+    gif = image_bytes("GIF", size=(1000, 1000))  # 1 MB to decode
+
+    with budget.reserve(budget.limit_bytes):  # other uploads hold all of it
+        refused = upload(alice, gif, filename="a.gif", content_type="image/gif")
+    accepted = upload(alice, gif, filename="a.gif", content_type="image/gif")
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "2"
+    assert refused.get_json()["type"].endswith("/decode-busy")
+    assert accepted.status_code == 201
+    assert len(stored()[0]) == 1 and budget.reserved_bytes == 0

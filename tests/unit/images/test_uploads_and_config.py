@@ -45,6 +45,8 @@ def test_defaults_follow_the_environment_contract():
     assert settings.max_upload_bytes == 20 * 1024 * 1024
     assert settings.s3_path_style is True
     assert settings.s3_create_bucket is False
+    assert settings.decode_memory_budget_bytes == 96 * 1024 * 1024
+    assert settings.decode_wait_seconds == 5.0
 
 
 def test_every_s3_setting_is_read_from_its_variable():
