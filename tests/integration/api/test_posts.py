@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -240,6 +241,33 @@ def test_another_users_post_cannot_be_deleted_and_stays_untouched(api_client, ac
 def test_deleting_a_post_that_does_not_exist_is_404(api_client, account, post_id):
     _, headers = account()
     assert api_client.delete(f"/api/v1/posts/{post_id}", headers=headers).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "zero",
+    ["\u0660", "\u06f0", "\u0966", "\uff10"],
+    ids=["arabic-indic", "extended-arabic-indic", "devanagari", "fullwidth"],
+)
+def test_a_post_id_written_in_non_ascii_digits_is_404_and_deletes_nothing(api_client, account, zero):
+    _, headers = account()
+    post = create_post(api_client, headers)
+    # The post's own id in another script's digits: e.g. post 1 as /api/v1/posts/%D9%A1.
+    lookalike = "".join(chr(ord(zero) + int(digit)) for digit in str(post["id"]))
+
+    response = api_client.delete(f"/api/v1/posts/{quote(lookalike)}", headers=headers)
+
+    assert response.status_code == 404
+    assert response.content_type == "application/problem+json"
+    assert api_client.get("/api/v1/posts").get_json()["items"] == [post]
+
+
+def test_deleting_post_one_as_arabic_indic_one_is_404(api_client, account):
+    _, headers = account()
+    post = create_post(api_client, headers)
+    assert post["id"] == 1  # the tables are truncated with their sequences between tests
+
+    assert api_client.delete("/api/v1/posts/%D9%A1", headers=headers).status_code == 404
+    assert api_client.get("/api/v1/posts").get_json()["items"] == [post]
 
 
 def test_deleting_needs_a_token(api_client, account):
