@@ -224,6 +224,28 @@ def test_the_alerting_secret_is_documented_in_the_namespace_of_the_alertmanager_
     assert references and set(references) == {secret}
 
 
+def test_staging_routes_its_alerts_to_its_own_slack_channels_with_the_documented_secret(chart):
+    staging = PROJECT_ROOT / "values" / "staging.yaml"
+    ((namespace, secret),) = re.findall(
+        r"^#\s+kubectl -n (\S+) create secret generic (\S+)", staging.read_text(), re.M
+    )
+    (config,) = of_kind(render(chart, "-f", str(staging)), "AlertmanagerConfig")
+    assert config["metadata"]["namespace"] == namespace == "monitoring"
+    receivers = {receiver["name"]: receiver for receiver in config["spec"]["receivers"]}
+    channels = {
+        name: [slack["channel"] for slack in receiver["slackConfigs"]] for name, receiver in receivers.items()
+    }
+    assert channels == {
+        "platform-critical": ["#platform-staging-alerts"],
+        "platform-warning": ["#platform-staging-warnings"],
+    }
+    # Never the production on-call's mailbox.
+    assert not any("emailConfigs" in receiver for receiver in receivers.values())
+    assert {
+        slack["apiURL"]["name"] for receiver in receivers.values() for slack in receiver["slackConfigs"]
+    } == {secret}
+
+
 def test_the_values_say_where_the_alerting_secret_lives_in_both_modes(chart):
     text = (chart / "values.yaml").read_text()
     alertmanager = text[text.index("\nmonitoring:\n") :]
