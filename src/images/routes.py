@@ -157,6 +157,11 @@ def download(filename: str):
     if request.if_none_match.contains_weak(image.sha256):
         return _image_headers(Response(status=304), image)
     try:
+        if request.method == "HEAD":
+            # The same headers as GET, from the object's metadata: its bytes are not fetched.
+            response = Response(mimetype=image.content_type)
+            response.headers["Content-Length"] = str(_store().size(image.object_key))
+            return _image_headers(response, image)
         stored = _store().open(image.object_key)
     except ObjectMissing:
         log.warning("committed image has no object", extra={"object_key": image.object_key})

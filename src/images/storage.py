@@ -51,9 +51,27 @@ class ObjectMissing(Exception):
     """The object store answered, and the object is not there."""
 
 
+class ObjectChunks:
+    """An object's bytes as the iterable of a response, closing the S3 body in close().
+
+    The WSGI server calls close() on the iterable whether or not it was iterated (a client
+    that disconnects first, an error before the first chunk); a generator's ``finally`` would
+    not run in that case and the connection would stay checked out of the pool.
+    """
+
+    def __init__(self, body) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.body.iter_chunks(DOWNLOAD_CHUNK_BYTES)
+
+    def close(self) -> None:
+        self.body.close()
+
+
 @dataclass(frozen=True)
 class Download:
-    chunks: Iterator[bytes]
+    chunks: ObjectChunks
     content_length: int
 
 
@@ -116,15 +134,18 @@ class ObjectStore:
                 if _error_code(exc) in _MISSING_CODES:
                     raise ObjectMissing(key) from None
                 raise
-        body = response["Body"]
+        return Download(chunks=ObjectChunks(response["Body"]), content_length=response["ContentLength"])
 
-        def chunks() -> Iterator[bytes]:
+    def size(self, key: str) -> int:
+        """An object's length in bytes, asked without reading it (for HEAD)."""
+        with _failures("get"):
             try:
-                yield from body.iter_chunks(DOWNLOAD_CHUNK_BYTES)
-            finally:
-                body.close()
-
-        return Download(chunks=chunks(), content_length=response["ContentLength"])
+                response = self.client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _error_code(exc) in _MISSING_CODES:
+                    raise ObjectMissing(key) from None
+                raise
+        return response["ContentLength"]
 
     def delete(self, key: str) -> None:
         """Remove an object; removing one that is not there succeeds (S3 semantics)."""

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.images.conftest import BUCKET, bucket_keys, image_bytes
+from tests.integration.images.conftest import ALICE, BUCKET, bucket_keys, image_bytes
 
 
 def test_the_list_is_newest_first(images_client, alice, uploaded):
@@ -62,6 +62,45 @@ def test_download_returns_the_bytes_with_safe_headers(images_client, alice, uplo
     assert response.headers["ETag"] == f'"{body["sha256"]}"'
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Cache-Control"].startswith("private")
+
+
+@pytest.fixture
+def s3_calls(images_app):
+    """The names of the S3 operations the service calls during the test."""
+    calls: list[str] = []
+
+    def record(model, **_):
+        calls.append(model.name)
+
+    events = images_app.extensions["images.store"].client.meta.events
+    events.register("before-call.s3", record, unique_id="test-s3-calls")
+    yield calls
+    events.unregister("before-call.s3", unique_id="test-s3-calls")
+
+
+def test_head_gives_the_download_headers_from_the_object_metadata_alone(
+    images_client, alice, upload, s3_calls
+):
+    data = image_bytes("WEBP", size=(30, 20), noise=True)
+    body = upload(alice, data).get_json()
+    s3_calls.clear()
+
+    response = images_client.head(f"/images/{body['filename']}", headers=alice)
+
+    assert response.status_code == 200
+    assert response.get_data() == b""
+    assert response.headers["Content-Length"] == str(len(data))
+    assert response.headers["Content-Type"] == "image/webp"
+    assert response.headers["ETag"] == f'"{body["sha256"]}"'
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert s3_calls == ["HeadObject"]
+
+
+def test_head_of_an_image_whose_object_is_gone_is_a_404(images_client, alice, uploaded, s3):
+    body = uploaded(alice)
+    s3.delete_object(Bucket=BUCKET, Key=f"users/{ALICE[0]}/{body['filename']}")
+
+    assert images_client.head(f"/images/{body['filename']}", headers=alice).status_code == 404
 
 
 def test_download_answers_304_when_the_client_has_the_same_bytes(images_client, alice, uploaded):
