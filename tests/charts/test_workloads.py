@@ -460,7 +460,8 @@ def test_every_object_of_the_monitoring_stack_lands_in_the_monitoring_namespace(
     elsewhere = [
         f"{obj['kind']}/{obj['metadata']['name']} in {obj['metadata']['namespace']}"
         for obj in stack
-        if "namespace" in obj["metadata"] and obj["metadata"]["namespace"] != monitoring
+        if "namespace" in obj["metadata"]
+        and obj["metadata"]["namespace"] != monitoring
         # The exporters' headless Services select control-plane pods, so they must sit beside them.
         and not (obj["kind"] == "Service" and obj["metadata"]["namespace"] == "kube-system")
     ]
@@ -476,3 +477,51 @@ def test_multi_mode_refuses_monitoring_subcharts_outside_the_monitoring_namespac
     )
     assert result.returncode != 0
     assert 'kube-prometheus-stack.grafana.namespaceOverride must be "monitoring"' in result.stderr
+
+
+def service_monitor_endpoints(template, *args):
+    result = template("-f", str(VALUES_DIR / "staging.yaml"), *args)
+    assert result.returncode == 0, result.stderr
+    return [
+        obj["spec"]["endpoints"][0]
+        for obj in yaml.safe_load_all(result.stdout)
+        if obj
+        and obj["kind"] == "ServiceMonitor"
+        and obj["metadata"]["name"] in ("platform-auth", "platform-api")
+    ]
+
+
+def test_the_scrape_timeout_is_a_value_up_to_the_interval(template):
+    slow = service_monitor_endpoints(
+        template,
+        "--set",
+        "monitoring.serviceMonitor.interval=1m",
+        "--set",
+        "monitoring.serviceMonitor.scrapeTimeout=45s",
+    )
+    assert [(e["interval"], e["scrapeTimeout"]) for e in slow] == [("1m", "45s")] * 2
+    fast = service_monitor_endpoints(
+        template,
+        "--set",
+        "monitoring.serviceMonitor.interval=5s",
+        "--set",
+        "monitoring.serviceMonitor.scrapeTimeout=5s",
+    )
+    assert [(e["interval"], e["scrapeTimeout"]) for e in fast] == [("5s", "5s")] * 2
+
+
+@pytest.mark.parametrize(
+    ("interval", "timeout"),
+    [("5s", None), ("30s", "1m"), ("1m", "61s")],
+    ids=["default-10s-over-5s", "1m-over-30s", "61s-over-1m"],
+)
+def test_a_scrape_timeout_longer_than_the_interval_is_refused(template, interval, timeout):
+    args = ["-f", str(VALUES_DIR / "staging.yaml"), "--set", f"monitoring.serviceMonitor.interval={interval}"]
+    if timeout:
+        args += ["--set", f"monitoring.serviceMonitor.scrapeTimeout={timeout}"]
+    result = template(*args)
+    assert result.returncode != 0
+    assert (
+        f"monitoring.serviceMonitor.scrapeTimeout ({timeout or '10s'}) must not be longer than "
+        f"monitoring.serviceMonitor.interval ({interval})"
+    ) in result.stderr
