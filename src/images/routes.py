@@ -138,16 +138,28 @@ def upload():
 @bp.get("/images")
 @jwt_required()
 def list_images():
+    """A page of the owner's images, newest first, in the shape of the api's post lists."""
+    _only_query_parameters("limit", "offset")
     limit = query_int("limit", 20, minimum=1, maximum=100)
     offset = query_int("offset", 0, minimum=0, maximum=1_000_000)
-    images = db.session.execute(
-        select(Image)
-        .where(Image.user_id == current_user.id, Image.status == COMMITTED)
-        .order_by(Image.created_at.desc(), Image.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).scalars()
-    return jsonify(items=[image.to_json() for image in images])
+    # One row more than asked tells whether another page exists without counting.
+    images = (
+        db.session.execute(
+            select(Image)
+            .where(Image.user_id == current_user.id, Image.status == COMMITTED)
+            .order_by(Image.created_at.desc(), Image.id.desc())
+            .limit(limit + 1)
+            .offset(offset)
+        )
+        .scalars()
+        .all()
+    )
+    return jsonify(
+        items=[image.to_json() for image in images[:limit]],
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if len(images) > limit else None,
+    )
 
 
 @bp.get("/images/<filename>")
@@ -241,6 +253,21 @@ def _receive_file(max_upload_bytes: int) -> tuple[FileStorage, int]:
     if size > max_upload_bytes:
         raise RequestEntityTooLarge()
     return received, size
+
+
+def _only_query_parameters(*allowed: str) -> None:
+    """A 400 for a query parameter the route does not take, or one given twice (as the api)."""
+    errors = [
+        {"field": name, "message": "is not a known query parameter"}
+        for name in sorted(set(request.args) - set(allowed))
+    ] + [
+        {"field": name, "message": "must be given at most once"}
+        for name in allowed
+        if len(request.args.getlist(name)) > 1
+    ]
+    if errors:
+        detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+        raise ApiError(400, detail, type_="validation-error", errors=errors)
 
 
 def refused_too_large(_error: RequestEntityTooLarge):

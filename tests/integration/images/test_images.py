@@ -27,14 +27,21 @@ def test_list_items_carry_the_upload_metadata(images_client, alice, uploaded):
     assert item == first
 
 
-def test_the_list_pages_with_limit_and_offset(images_client, alice, uploaded):
+def test_the_list_pages_with_limit_and_offset_like_the_post_lists(images_client, alice, uploaded):
     names = [uploaded(alice)["filename"] for _ in range(5)][::-1]
 
-    page = images_client.get("/images?limit=2&offset=1", headers=alice).get_json()["items"]
-    past_the_end = images_client.get("/images?limit=2&offset=5", headers=alice).get_json()["items"]
+    first = images_client.get("/images?limit=2", headers=alice).get_json()
+    middle = images_client.get("/images?limit=2&offset=1", headers=alice).get_json()
+    last = images_client.get("/images?limit=2&offset=3", headers=alice).get_json()
+    past_the_end = images_client.get("/images?limit=2&offset=5", headers=alice).get_json()
 
-    assert [item["filename"] for item in page] == names[1:3]
-    assert past_the_end == []
+    assert [item["filename"] for item in first["items"]] == names[:2]
+    assert (first["limit"], first["offset"], first["next_offset"]) == (2, 0, 2)
+    assert [item["filename"] for item in middle["items"]] == names[1:3]
+    assert middle["next_offset"] == 3
+    assert [item["filename"] for item in last["items"]] == names[3:]
+    assert last["next_offset"] is None
+    assert past_the_end == {"items": [], "limit": 2, "offset": 5, "next_offset": None}
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=x", "offset=-1", "limit=1.5"])
@@ -45,8 +52,29 @@ def test_a_bad_page_is_a_400(images_client, alice, query):
     assert response.mimetype == "application/problem+json"
 
 
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("limt=5", "limt", "is not a known query parameter"),
+        ("limit=5&limit=6", "limit", "must be given at most once"),
+        ("offset=1&offset=1", "offset", "must be given at most once"),
+    ],
+)
+def test_an_unknown_or_repeated_query_parameter_is_a_400(images_client, alice, query, field, message):
+    response = images_client.get(f"/images?{query}", headers=alice)
+
+    assert response.status_code == 400
+    assert response.get_json()["type"].endswith("/validation-error")
+    assert response.get_json()["errors"] == [{"field": field, "message": message}]
+
+
 def test_an_empty_list(images_client, alice):
-    assert images_client.get("/images", headers=alice).get_json() == {"items": []}
+    assert images_client.get("/images", headers=alice).get_json() == {
+        "items": [],
+        "limit": 20,
+        "offset": 0,
+        "next_offset": None,
+    }
 
 
 def test_download_returns_the_bytes_with_safe_headers(images_client, alice, upload):
