@@ -6,8 +6,6 @@ import logging
 import re
 
 from flask import Flask
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from images import memory, routes
@@ -37,6 +35,7 @@ def create_app(settings: ImagesSettings | None = None) -> Flask:
     # Caps what the multipart parser reads; the file part itself is capped at MAX_UPLOAD_BYTES.
     app.config["MAX_CONTENT_LENGTH"] = request_body_limit(settings.max_upload_bytes)
     app.config[MAX_UPLOAD_CONFIG] = settings.max_upload_bytes
+    # Also answers a lost or exhausted database with 503 dependency-unavailable.
     init_database(app, db, settings)
     init_jwt(jwt, app, settings)
 
@@ -56,8 +55,6 @@ def create_app(settings: ImagesSettings | None = None) -> Flask:
 
     app.register_error_handler(RequestEntityTooLarge, routes.refused_too_large)
     app.register_error_handler(ObjectStoreUnavailable, _object_store_unavailable)
-    app.register_error_handler(OperationalError, _database_unavailable)
-    app.register_error_handler(PoolTimeoutError, _database_unavailable)
     app.register_blueprint(routes.bp)
     return app
 
@@ -78,15 +75,5 @@ def _object_store_unavailable(_error: ObjectStoreUnavailable):
         503,
         "The object store is unavailable; try again shortly.",
         type_="object-store-unavailable",
-        headers={"Retry-After": "5"},
-    )
-
-
-def _database_unavailable(error: Exception):
-    log.warning("database unavailable", extra={"error": f"{type(error).__name__}: {error}"[:300]})
-    return problem_response(
-        503,
-        "The database is unavailable; try again shortly.",
-        type_="database-unavailable",
         headers={"Retry-After": "5"},
     )

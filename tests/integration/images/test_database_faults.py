@@ -30,7 +30,8 @@ def test_a_connection_lost_at_the_final_commit_gives_503_and_leaves_neither_row_
         response = pending.result(timeout=30)
 
     assert response.status_code == 503
-    assert response.get_json()["type"].endswith("/database-unavailable")
+    assert response.get_json()["type"].endswith("/dependency-unavailable")
+    assert response.headers["Retry-After"] == "5"
     assert stored() == ([], [])
     assert run_reconcile(grace=datetime.timedelta(0), fix=False).findings == []
 
