@@ -38,7 +38,6 @@ from images.budget import DecodeBusy
 from images.config import ImagesSettings
 from images.models import COMMITTED, PENDING, Image, Owner, db
 from images.storage import ObjectMissing, ObjectStore, ObjectStoreUnavailable
-from images.uploads import request_body_limit
 from servicekit.app import settings_of
 from servicekit.errors import ApiError, problem_response
 from servicekit.validation import invalid, query_int
@@ -238,12 +237,10 @@ def _store() -> ObjectStore:
 def _receive_file(max_upload_bytes: int) -> tuple[FileStorage, int]:
     """The multipart field `file`, spooled to /tmp, and its size; or a 4xx.
 
-    Too large a body is refused from its declared length before any of it is read, and an
-    undeclared one is cut off where it passes the limit; both end in refused_too_large.
+    Too large a body was refused from its declared length before any of it was read (the
+    app's MAX_CONTENT_LENGTH, checked by servicekit before the request reaches this view), and
+    an undeclared one is cut off where it passes the limit; both end in refused_too_large.
     """
-    declared = request.content_length
-    if declared is not None and declared > request_body_limit(max_upload_bytes):
-        raise RequestEntityTooLarge()
     received = request.files.get("file")
     if received is None:
         raise invalid("file", "is required: send the image as the multipart/form-data file field 'file'")

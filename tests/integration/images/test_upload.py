@@ -11,6 +11,7 @@ import zlib
 import pytest
 
 from images.budget import DecodeBudget
+from images.uploads import request_body_limit
 from tests.integration.images.conftest import BUCKET, bucket_keys, image_bytes
 
 FILENAME = re.compile(r"^[0-9a-f]{32}\.(jpg|png|gif|webp)$")
@@ -200,6 +201,37 @@ def test_a_body_declared_too_long_is_refused_before_any_of_it_is_read(images_cli
     assert response.status_code == 413
     assert response.get_json()["type"].endswith("/upload-too-large")
     assert rejections(images_client, "too_large") == before + 1
+
+
+def test_a_body_declared_one_byte_over_the_limit_is_refused_and_counted_once(
+    images_client, alice, images_settings
+):
+    before = rejections(images_client, "too_large")
+    response = images_client.post(
+        "/upload",
+        headers=alice,
+        input_stream=UnreadableBody(),
+        content_type="multipart/form-data; boundary=x",
+        environ_overrides={"CONTENT_LENGTH": str(request_body_limit(images_settings.max_upload_bytes) + 1)},
+    )
+
+    assert response.status_code == 413
+    assert rejections(images_client, "too_large") == before + 1
+
+
+def test_a_too_long_body_sent_elsewhere_is_a_413_but_not_an_upload_rejection(
+    images_client, alice, images_settings
+):
+    before = rejections(images_client, "too_large")
+    response = images_client.delete(
+        "/images/0123456789abcdef0123456789abcdef.png",
+        headers=alice,
+        input_stream=UnreadableBody(),
+        environ_overrides={"CONTENT_LENGTH": str(images_settings.max_upload_bytes * 2)},
+    )
+
+    assert response.status_code == 413
+    assert rejections(images_client, "too_large") == before
 
 
 def test_a_body_without_a_length_is_cut_off_at_the_limit(images_client, alice, images_settings):
