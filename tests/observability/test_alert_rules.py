@@ -105,3 +105,22 @@ def test_every_recording_rule_used_is_defined():
     for query in all_queries():
         used |= {name for name in metric_names(query.expr) if ":" in name}
     assert used <= recorded_names(), used - recorded_names()
+
+
+def test_slo_windows_beyond_5m_are_sums_of_the_recorded_5m_rates():
+    """Only the 5-minute rates read the raw counters; a 3-day window never does."""
+    from tests.observability.promql import rules
+
+    slo = {
+        rule["record"]: rule["expr"] for rule in rules() if rule["file"] == "slo.yaml" and "record" in rule
+    }
+    reading_raw = {name for name, expr in slo.items() if "http_requests_total" in expr}
+    assert reading_raw == {"job:slo_requests:rate5m", "job:slo_errors:rate5m"}
+    windows = [name.rsplit("ratio_rate", 1)[1] for name in slo if "ratio_rate" in name]
+    assert windows == ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+    for window in windows[1:]:
+        expr = " ".join(slo[f"job:slo_errors_per_request:ratio_rate{window}"].split())
+        errors, requests = (
+            f"sum_over_time(job:slo_{name}:rate5m[{window}])" for name in ("errors", "requests")
+        )
+        assert expr == f"{errors} / {requests}"
