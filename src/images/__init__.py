@@ -23,7 +23,8 @@ from servicekit.tokens import init_jwt
 
 log = logging.getLogger(__name__)
 
-USER_ID = re.compile(r"^[1-9][0-9]{0,17}$")
+# Always fullmatch: ``$`` would also match before a trailing newline (and int() ignores it).
+USER_ID = re.compile(r"[1-9][0-9]{0,17}")
 MAX_USERNAME_CHARACTERS = 64
 
 
@@ -63,7 +64,7 @@ def create_app(settings: ImagesSettings | None = None) -> Flask:
 def _owner_of_token(_header: dict, payload: dict) -> Owner | None:
     # The signature proves the auth service issued the token; its claims must still make sense.
     subject, username = payload.get("sub"), payload.get("username")
-    if not isinstance(subject, str) or not USER_ID.match(subject):
+    if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
         return None
     if not isinstance(username, str) or not 0 < len(username) <= MAX_USERNAME_CHARACTERS:
         return None

@@ -45,7 +45,8 @@ from servicekit.validation import invalid, query_int
 bp = Blueprint("images", __name__)
 log = logging.getLogger(__name__)
 
-FILENAME = re.compile(r"^[0-9a-f]{32}\.(?:" + "|".join(inspection.EXTENSIONS) + r")$")
+# Always fullmatch: ``$`` would also match before a trailing newline.
+FILENAME = re.compile(r"[0-9a-f]{32}\.(?:" + "|".join(inspection.EXTENSIONS) + r")")
 ORIGINAL_FILENAME_CHARACTERS = 255
 
 UPLOADS = Counter("images_uploads_total", "Images stored.")
@@ -186,7 +187,7 @@ def download(filename: str):
 @bp.delete("/images/<filename>")
 @jwt_required()
 def delete_image(filename: str):
-    if not FILENAME.match(filename):
+    if not FILENAME.fullmatch(filename):
         raise _not_found()
     key = db.session.execute(
         delete(Image)
@@ -310,7 +311,7 @@ def _undo_upload(image_id: int, key: str, *, remove_object: bool) -> None:
 
 
 def _own_image(filename: str) -> Image:
-    if not FILENAME.match(filename):
+    if not FILENAME.fullmatch(filename):
         raise _not_found()
     image = db.session.execute(
         select(Image).where(

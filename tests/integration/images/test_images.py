@@ -6,7 +6,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import event
 
+from images.models import db
 from tests.integration.images.conftest import ALICE, BUCKET, bucket_keys, image_bytes
 
 
@@ -129,6 +131,34 @@ def test_head_of_an_image_whose_object_is_gone_is_a_404(images_client, alice, up
     s3.delete_object(Bucket=BUCKET, Key=f"users/{ALICE[0]}/{body['filename']}")
 
     assert images_client.head(f"/images/{body['filename']}", headers=alice).status_code == 404
+
+
+@pytest.fixture
+def sql_statements(images_app):
+    """The SQL statements the service runs during the test."""
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_):
+        statements.append(statement)
+
+    with images_app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield statements
+    event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("method", ["get", "head", "delete"])
+def test_a_filename_with_a_trailing_newline_is_not_found_without_asking_the_database(
+    images_client, alice, uploaded, sql_statements, method
+):
+    filename = uploaded(alice)["filename"]
+    sql_statements.clear()
+
+    response = getattr(images_client, method)(f"/images/{filename}%0A", headers=alice)
+
+    assert response.status_code == 404
+    assert sql_statements == []
 
 
 def test_download_answers_304_when_the_client_has_the_same_bytes(images_client, alice, uploaded):

@@ -87,6 +87,7 @@ BAD_TOKENS = {
     "wrong issuer": {"iss": "someone-else"},
     "subject not a user id": {"sub": "../2"},
     "subject zero": {"sub": "0"},
+    "subject with a trailing newline": {"sub": "2\n"},
     "no username": {"username": None},
     "username not a string": {"username": 7},
 }
