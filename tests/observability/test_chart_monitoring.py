@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import jsonschema
 import pytest
@@ -99,6 +100,39 @@ def test_rules_select_and_expect_the_services_in_the_namespaces_of_the_release(c
     for service in SERVICES:
         assert f'absent(up{{job="{service}",namespace="{namespaces[service]}"}})' in exprs
     assert f'namespace=~"{"|".join(dict.fromkeys(namespaces.values()))}"' in exprs
+
+
+def test_a_service_turned_off_is_not_reported_down_forever(chart, promtool, tmp_path):
+    objects = render(chart, *MONITORING_ON, "--set", "images.enabled=false")
+    (services,) = [
+        obj for obj in of_kind(objects, "PrometheusRule") if obj["metadata"]["name"] == "platform-services"
+    ]
+    (service_down,) = [
+        rule
+        for group in services["spec"]["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "ServiceDown"
+    ]
+    assert 'job="images"' not in service_down["expr"]
+    assert 'namespace=~"platform"' in service_down["expr"]
+    rules = tmp_path / "services.yaml"
+    rules.write_text(yaml.safe_dump(services["spec"]))
+    up = [f'up{{job="{job}",namespace="platform",instance="{job}:80"}}' for job in ("auth", "api")]
+    unit = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": series, "values": "1x10"} for series in up],
+                "alert_rule_test": [{"eval_time": "10m", "alertname": "ServiceDown", "exp_alerts": []}],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(unit))
+    for command in (["check", "rules", str(rules)], ["test", "rules", str(tmp_path / "test.yaml")]):
+        result = subprocess.run([promtool, *command], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_runbook_links_follow_the_configured_base_url(chart):
