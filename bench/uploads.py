@@ -1,5 +1,6 @@
-"""Image uploads: one 10 MB upload and download, then 100 concurrent uploads, with the memory
-of the images service's gunicorn processes (peak resident set, VmHWM) after each.
+"""Image uploads: one 10 MB upload and download, then 100 concurrent uploads, then 8 concurrent
+uploads of a small file of a huge image (6300x6300 RGBA PNG, 150 MiB if decoded), with the
+memory of the images service's gunicorn processes (peak resident set, VmHWM) after each.
 
 Requests go through the api gateway, as clients' do, when the stack runs it; otherwise
 straight to the images service. Targets (architecture): a 10 MB upload in under 5 s, 100+
@@ -22,6 +23,7 @@ from PIL import Image
 
 MIB = 1024 * 1024
 CONCURRENT_UPLOADS = 100
+CONCURRENT_HUGE_UPLOADS = 8
 
 
 def run(stack) -> list[str]:
@@ -80,6 +82,21 @@ def run(stack) -> list[str]:
         f"p95 {p95:.2f} s, max {latencies[-1]:.2f} s, statuses {statuses}"
     )
     lines.append(f"images processes after them: {_memory(images_service)}")
+
+    huge = _flat_png(6300, 6300)
+
+    def upload_huge(_: int) -> int:
+        files = {"file": ("huge.png", huge, "image/png")}
+        return requests.post(upload_url, headers=headers, files=files, timeout=120).status_code
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENT_HUGE_UPLOADS) as pool:
+        huge_statuses = list(pool.map(upload_huge, range(CONCURRENT_HUGE_UPLOADS)))
+    lines.append(
+        f"{CONCURRENT_HUGE_UPLOADS} concurrent uploads of a {len(huge) / 1024:.0f} KB 6300x6300 PNG: "
+        f"{time.perf_counter() - started:.2f} s, statuses {sorted(huge_statuses)}"
+    )
+    lines.append(f"images processes after them: {_memory(images_service)}")
     return lines
 
 
@@ -104,6 +121,12 @@ def _login(stack) -> dict[str, str]:
 def _noise_jpeg(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _flat_png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (width, height), (10, 20, 30, 40)).save(buffer, "PNG")
     return buffer.getvalue()
 
 
