@@ -10,10 +10,12 @@ import uuid
 
 import boto3
 import pytest
+import requests
 from botocore.client import Config
 from botocore.exceptions import ClientError
 
 from devstack.minio import MinioServer
+from devstack.wait import wait_until
 from tests.charts.conftest import ROOT
 
 MC = ROOT / ".tools" / "bin" / "mc"
@@ -40,9 +42,20 @@ def provisioning(get_render):
     return config_map["data"], env
 
 
+def minio_ready(minio) -> bool:
+    """Ready and authenticating its root user: what the script's own wait looks for."""
+    if requests.get(f"{minio.endpoint}/minio/health/ready", timeout=2).status_code != 200:
+        return False
+    s3(minio, minio.access_key, minio.secret_key).list_buckets()
+    return True
+
+
 def run_provisioning(minio, provisioning, tmp_path, **overrides) -> subprocess.CompletedProcess:
     if not MC.exists():
         pytest.fail("the MinIO client is not installed: run `bash ci/install.sh`", pytrace=False)
+    if "MINIO_URL" not in overrides:
+        # A loaded machine may still be starting MinIO: wait for it here, not in the script's budget.
+        wait_until(lambda: minio_ready(minio), timeout=60, message="MinIO to be ready")
     files, job_env = provisioning
     for name, content in files.items():
         (tmp_path / name).write_text(content)
@@ -61,7 +74,8 @@ def run_provisioning(minio, provisioning, tmp_path, **overrides) -> subprocess.C
         "POLICY_NAME": job_env["POLICY_NAME"],
         "POLICY_FILE": str(tmp_path / "policy.json"),
         "MC_CONFIG_DIR": str(tmp_path / ".mc"),
-        "WAIT_SECONDS": "20",
+        # Generous: the script's own wait, should MinIO still stall under load.
+        "WAIT_SECONDS": "60",
         **overrides,
     }
     return subprocess.run(
@@ -70,7 +84,7 @@ def run_provisioning(minio, provisioning, tmp_path, **overrides) -> subprocess.C
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=180,
     )
 
 
