@@ -81,3 +81,25 @@ def test_every_waiver_still_matches_a_finding(checkov_findings):
                 check == waiver["check"] and fnmatch.fnmatchcase(resource, pattern)
                 for check, resource in checkov_findings
             ), f"{waiver['check']} {pattern} matches nothing"
+
+
+def test_every_image_of_the_chart_can_be_pinned_by_digest_as_the_digest_waiver_says(template):
+    """CKV_K8S_43 is waived because the values name tags; the chart must still take digests."""
+    digest = "sha256:" + "ab" * 32
+    args = ["--set", f"minioProvisioning.image.digest={digest}"]
+    for service in ("auth", "api", "images"):
+        args += ["--set", f"{service}.image.digest={digest}"]
+    result = template(*args)
+    assert result.returncode == 0, result.stderr
+    images = {}
+    for obj in yaml.safe_load_all(result.stdout):
+        if not obj or (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "platform":
+            continue
+        spec = obj.get("spec", {})
+        pod = spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec") or (
+            spec.get("template", {}).get("spec") or (spec if obj["kind"] == "Pod" else None)
+        )
+        for container in [*((pod or {}).get("initContainers") or []), *((pod or {}).get("containers") or [])]:
+            images[f"{obj['kind']}/{obj['metadata']['name']}/{container['name']}"] = container["image"]
+    assert len(images) >= 9, images  # 3 services + 3 migrate + reconcile + helm test + provisioning
+    assert all(image.endswith(f"@{digest}") for image in images.values()), images
