@@ -17,8 +17,9 @@ from devstack.stack import Stack
 def main(selected: list[str]) -> int:
     names = [m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_")]
     names = [n for n in names if not selected or n in selected]
-    stack = Stack().start()
+    stack = Stack()
     try:
+        stack.start()
         for name in sorted(names):
             print(f"== {name}", flush=True)
             for line in importlib.import_module(f"bench.{name}").run(stack):

@@ -19,7 +19,7 @@ from servicekit.validation import invalid, json_object
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
+USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
 
 REGISTRATIONS = Counter("auth_registrations_total", "Registration attempts by outcome.", ["outcome"])
 LOGINS = Counter("auth_logins_total", "Login attempts by outcome.", ["outcome"])
@@ -34,7 +34,7 @@ def register():
     try:
         body = json_object(required={"username": str, "password": str})
         username = body["username"]
-        if not USERNAME.match(username):
+        if not USERNAME.fullmatch(username):
             raise invalid("username", "must be 3 to 32 characters of letters, digits, '_', '.' or '-'")
         encoded = passwords.validate_new(body["password"])
     except ApiError:
@@ -64,7 +64,7 @@ def login():
         raise
     # A name no account can have (NUL, a lone surrogate, ...) is an unknown user, not a query.
     user = None
-    if USERNAME.match(body["username"]):
+    if USERNAME.fullmatch(body["username"]):
         user = db.session.execute(
             select(User).where(func.lower(User.username) == body["username"].lower())
         ).scalar_one_or_none()

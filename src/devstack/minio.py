@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from devstack.wait import free_port, wait_until
+from devstack.wait import WaitAborted, free_port, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,7 +72,9 @@ class MinioServer:
 
     def _live(self) -> bool:
         if self.process and self.process.poll() is not None:
-            raise RuntimeError(f"minio exited with {self.process.returncode}")
+            raise WaitAborted(
+                f"minio exited with {self.process.returncode}; see {self.data_dir / 'minio.log'}"
+            )
         return requests.get(f"{self.endpoint}/minio/health/ready", timeout=1).status_code == 200
 
     def stop(self) -> None:
@@ -84,6 +86,8 @@ class MinioServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if getattr(self, "_log", None):
+            self._log.close()
 
     def destroy(self) -> None:
         self.stop()

@@ -7,6 +7,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -100,6 +101,19 @@ class PostgresServer:
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections are accepted by the kernel, never answered."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True)
+        for pid in [postmaster, *map(int, children.stdout.split())]:
+            os.kill(pid, sig)
 
     def destroy(self) -> None:
         self.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from devstack.wait import wait_until
+from devstack.wait import WaitAborted, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_PORTS = {"auth": 3001, "api": 3002, "images": 3003}
@@ -69,7 +69,7 @@ class ServiceProcess:
 
     def _check_alive(self) -> None:
         if self.process is None or self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+            raise WaitAborted(f"{self.name} exited; see {self.log_path}:\n{self.logs()[-2000:]}")
 
     def _serving(self) -> bool:
         self._check_alive()
@@ -121,6 +121,8 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if getattr(self, "_log", None):
+            self._log.close()
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -81,7 +81,9 @@ class Stack:
     def stop(self) -> None:
         for service in reversed(list(self.services.values())):
             service.stop()
-        if getattr(self, "minio", None):
-            self.minio.stop()
-        if getattr(self, "postgres", None):
-            self.postgres.stop()
+        # Kept state (make run) survives a stop; a temporary stack leaves nothing behind.
+        for server in (getattr(self, "minio", None), getattr(self, "postgres", None)):
+            if server is not None and self.state_dir:
+                server.stop()
+            elif server is not None:
+                server.destroy()

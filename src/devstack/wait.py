@@ -14,10 +14,17 @@ class WaitTimeout(AssertionError):
     pass
 
 
+class WaitAborted(RuntimeError):
+    """Raised by a condition that can never become true (the process it waits for exited)."""
+
+
 def wait_until(
     condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"
 ) -> T:
-    """Call ``condition`` until it returns something truthy; exceptions count as 'not yet'."""
+    """Call ``condition`` until it returns something truthy.
+
+    Exceptions count as 'not yet', except WaitAborted, which ends the wait at once.
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:
@@ -25,6 +32,8 @@ def wait_until(
             result = condition()
             if result:
                 return result
+        except WaitAborted:
+            raise
         except Exception as exc:  # the condition is still settling
             last_error = exc
         if time.monotonic() >= deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter
 
 from servicekit import context, errors, health, logs, metrics, tracing
 from servicekit.config import ServiceSettings
@@ -19,6 +20,8 @@ def create_service_app(name: str, settings: ServiceSettings) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
+    # werkzeug's int converter takes any Unicode digit (Arabic-Indic one is 1); ids in URLs are ASCII.
+    app.url_map.converters["int"] = AsciiIntegerConverter
     context.install(app)
     tracing.install(app, name, settings.otlp_endpoint)
     metrics.install(app)
@@ -33,6 +36,10 @@ def create_service_app(name: str, settings: ServiceSettings) -> Flask:
             raise RequestEntityTooLarge()
 
     return app
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    regex = r"[0-9]+"
 
 
 def settings_of(app: Flask) -> ServiceSettings:

@@ -9,6 +9,7 @@ that cannot start says exactly why.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -63,7 +64,11 @@ def _convert(raw: str, kind: type) -> Any:
     if kind is int:
         return int(raw.strip())
     if kind is float:
-        return float(raw.strip())
+        value = float(raw.strip())
+        # nan compares false with every bound, and inf is no timeout at all.
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return value
     return raw
 
 

@@ -9,19 +9,19 @@ import uuid
 from flask import Flask, Response, g, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def _incoming_request_id() -> str:
     candidate = request.headers.get(REQUEST_ID_HEADER, "")
     # A caller's id is kept only when it is safe to log and echo; otherwise we make one.
-    return candidate if _REQUEST_ID.match(candidate) else uuid.uuid4().hex
+    return candidate if _REQUEST_ID.fullmatch(candidate) else uuid.uuid4().hex
 
 
 def _incoming_trace() -> tuple[str, str | None, str]:
     """(trace id, the caller's span id or None, trace flags)."""
-    match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
+    match = _TRACEPARENT.fullmatch(request.headers.get("traceparent", "").strip().lower())
     if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
         return match.group(1), match.group(2), match.group(3)
     return secrets.token_hex(16), None, "01"

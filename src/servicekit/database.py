@@ -1,7 +1,20 @@
-"""The service's PostgreSQL connection: pooled, bounded in time, and self-healing."""
+"""The service's PostgreSQL connection: pooled, bounded in time, and self-healing.
+
+Every wait on the database has a client-side deadline. statement_timeout is enforced by the
+server, so it cannot help when the server itself stops answering (frozen, or a network path
+that drops packets); psycopg2's wait callback lets us wait with select() and give up.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import select
+import time
+from collections.abc import Iterator
+
+import psycopg2
+import psycopg2.extensions
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from prometheus_client import Gauge
@@ -34,6 +47,52 @@ def _instrument_pool(engine, settings: ServiceSettings) -> None:
     event.listen(engine, "close_detached", lambda *_: idle.dec())
 
 
+# Slack on top of statement_timeout, so the server's own limit answers first when it can.
+_CLIENT_DEADLINE_SLACK_SECONDS = 2.0
+# Set once at start-up from statement_timeout; a block may shorten it (database_deadline).
+# The override is a context variable because each request runs in a thread of its own.
+_default_deadline_seconds = 10.0
+_deadline_override = contextvars.ContextVar("database_deadline", default=None)
+
+
+def _wait_with_deadline(connection) -> None:
+    """psycopg2 wait callback: like psycopg2.extras.wait_select, but gives up at a deadline."""
+    deadline = time.monotonic() + (_deadline_override.get() or _default_deadline_seconds)
+    while True:
+        state = connection.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # Worded as libpq words a lost connection, which SQLAlchemy recognises as a
+            # disconnect: the connection is dropped from the pool, not handed out again
+            # mid-conversation. (Closing it here would deadlock on psycopg2's connection lock.)
+            raise psycopg2.OperationalError(
+                "could not receive data from server: the database did not answer in time"
+            )
+        if state == psycopg2.extensions.POLL_READ:
+            select.select([connection.fileno()], [], [], remaining)
+        elif state == psycopg2.extensions.POLL_WRITE:
+            select.select([], [connection.fileno()], [], remaining)
+        else:
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
+
+
+@contextlib.contextmanager
+def database_deadline(seconds: float) -> Iterator[None]:
+    """Wait at most ``seconds`` for each database round trip inside the block."""
+    token = _deadline_override.set(seconds)
+    try:
+        yield
+    finally:
+        _deadline_override.reset(token)
+
+
+# Readiness must answer within the probe's timeout even when the database does not: a dead
+# pooled connection and then a fresh attempt each get this long.
+READINESS_DEADLINE_SECONDS = 1.0
+
+
 def engine_options(settings: ServiceSettings, application_name: str) -> dict:
     return {
         # A connection that died while the database was away is replaced, not handed out.
@@ -42,10 +101,17 @@ def engine_options(settings: ServiceSettings, application_name: str) -> dict:
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_connect_timeout,
         "pool_recycle": 1800,
+        # Statement parameters (a password hash, a user's data) never reach an error message or a log.
+        "hide_parameters": True,
         "connect_args": {
             "connect_timeout": settings.db_connect_timeout,
             "application_name": application_name,
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            # An idle pooled connection whose peer vanished is noticed within about a minute.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
         },
     }
 
@@ -54,11 +120,15 @@ def init_database(app: Flask, db: SQLAlchemy, settings: ServiceSettings) -> None
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings, app.name)
     db.init_app(app)
+    global _default_deadline_seconds
+    _default_deadline_seconds = settings.db_statement_timeout_ms / 1000 + _CLIENT_DEADLINE_SLACK_SECONDS
+    # Process-wide, like the driver it configures; every service process talks to one database.
+    psycopg2.extensions.set_wait_callback(_wait_with_deadline)
     with app.app_context():
         _instrument_pool(db.engine, settings)
 
     def database_check() -> None:
-        with db.engine.connect() as connection:
+        with database_deadline(READINESS_DEADLINE_SECONDS), db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     add_check(app, "database", database_check)

@@ -9,6 +9,7 @@ Flask dev server) the process's own registry is served.
 from __future__ import annotations
 
 import os
+import struct
 import time
 
 from flask import Flask, Response, g, request
@@ -22,6 +23,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from servicekit.errors import problem_response
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -49,6 +52,14 @@ GUNICORN_WORKER_EXITS = Counter(
 )
 
 
+# Any other method string a client sends is counted as "other", so it cannot mint series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method() -> str:
+    return request.method if request.method in KNOWN_METHODS else "other"
+
+
 def _endpoint() -> str:
     # The route template, never the raw path, keeps label cardinality bounded.
     return request.url_rule.rule if request.url_rule is not None else "unmatched"
@@ -69,7 +80,7 @@ def install(app: Flask) -> None:
     def _record(response: Response) -> Response:
         started = getattr(g, "metrics_started", None)
         if started is not None:
-            labels = (request.method, _endpoint(), str(response.status_code))
+            labels = (_method(), _endpoint(), str(response.status_code))
             HTTP_REQUESTS.labels(*labels).inc()
             HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
         return response
@@ -78,9 +89,14 @@ def install(app: Flask) -> None:
 
 
 def _metrics_view() -> Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    try:
+        body = generate_latest(registry)
+    except (struct.error, ValueError):
+        # A worker that is starting has created its file but not yet sized it; the next
+        # scrape reads it whole. A failed scrape is honest; a 500 with a traceback is not.
+        return problem_response(503, "Metrics are being written; scrape again.", type_="metrics-busy")
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -21,7 +21,7 @@ ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "iss", "aud")
 
 
-def _unauthorized(_error: Exception):
+def unauthorized_response(_error: Exception | None = None):
     return problem_response(
         401,
         "A valid bearer token is required.",
@@ -58,6 +58,6 @@ def init_jwt(
     # Replace every handler flask-jwt-extended registered (some answer 422) with one 401.
     for exc_class in list(app.error_handler_spec[None][None]):
         if exc_class.__module__.startswith(("jwt", "flask_jwt_extended")):
-            app.register_error_handler(exc_class, _unauthorized)
+            app.register_error_handler(exc_class, unauthorized_response)
     for base in (pyjwt.exceptions.PyJWTError, JWTExtendedException):
-        app.register_error_handler(base, _unauthorized)
+        app.register_error_handler(base, unauthorized_response)

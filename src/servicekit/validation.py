@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from servicekit.errors import ApiError
 
@@ -26,10 +25,7 @@ def json_object(required: dict[str, type], optional: dict[str, type] | None = No
         raise ApiError(
             400, "The request body must be JSON (Content-Type: application/json).", type_="invalid-body"
         )
-    try:
-        body = request.get_json(silent=True)
-    except RequestEntityTooLarge:
-        raise
+    body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", type_="invalid-body")
 

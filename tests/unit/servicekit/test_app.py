@@ -115,3 +115,25 @@ def test_metrics_are_exposed_in_prometheus_text_format(app):
     assert 'http_requests_total{endpoint="/hello",method="GET",status="200"}' in metrics.get_data(
         as_text=True
     )
+
+
+def test_unknown_http_methods_are_counted_as_other_so_they_cannot_mint_series(app):
+    client = app.test_client()
+    for method in ("X0ZZ", "X1ZZ", "BREW"):
+        client.open("/hello", method=method)
+
+    metrics = client.get("/metrics").get_data(as_text=True)
+
+    assert "X0ZZ" not in metrics
+    assert 'http_requests_total{endpoint="unmatched",method="other",status="405"} 3.0' in metrics
+
+
+def test_integer_route_parameters_take_ascii_digits_only(app):
+    @app.get("/things/<int:thing_id>")
+    def thing(thing_id: int):
+        return {"id": thing_id}
+
+    client = app.test_client()
+
+    assert client.get("/things/12").get_json() == {"id": 12}
+    assert client.get("/things/%D9%A1").status_code == 404  # ARABIC-INDIC DIGIT ONE

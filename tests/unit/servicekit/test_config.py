@@ -58,3 +58,15 @@ def test_every_setting_is_documented():
     for variable, _default, doc in describe(ServiceSettings):
         assert variable.isupper()
         assert doc
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_numbers_that_are_not_finite_are_refused(value):
+    from servicekit.config import setting
+
+    @dataclasses.dataclass(frozen=True)
+    class WithTimeout(ServiceSettings):
+        timeout_seconds: float = setting("TIMEOUT_SECONDS", 2.0, doc="a timeout", minimum=0.1)
+
+    with pytest.raises(ConfigError, match="TIMEOUT_SECONDS must be a number: expected a finite number"):
+        load(WithTimeout, {**VALID, "TIMEOUT_SECONDS": value})

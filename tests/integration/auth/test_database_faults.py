@@ -1,0 +1,86 @@
+"""A database that stops answering (frozen, or a path that drops packets) costs a bounded wait
+and a 503, never a hung worker; and no statement parameter ever reaches an error or a log."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+import auth
+from auth.config import AuthSettings
+from auth.models import db
+from devstack.postgres import PostgresServer
+from devstack.wait import wait_until
+from servicekit import config, migrations
+from servicekit.database import READINESS_DEADLINE_SECONDS
+from tests.conftest import service_environ
+
+STATEMENT_TIMEOUT_SECONDS = 1
+SLACK_SECONDS = 2  # servicekit waits this long past statement_timeout before giving up itself
+
+
+@pytest.fixture
+def frozen_capable_postgres():
+    server = PostgresServer().start()
+    url = server.provision("auth")
+    migrations.upgrade("auth", url)
+    yield server, url
+    server.resume()
+    server.destroy()
+
+
+@pytest.fixture
+def client(frozen_capable_postgres, jwt_secret):
+    _, url = frozen_capable_postgres
+    environ = service_environ(
+        "auth",
+        url,
+        jwt_secret,
+        BCRYPT_ROUNDS="4",
+        DB_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_SECONDS * 1000),
+    )
+    return auth.create_app(config.load(AuthSettings, environ)).test_client()
+
+
+def _timed(call):
+    started = time.monotonic()
+    return call(), time.monotonic() - started
+
+
+def test_a_frozen_database_gives_503_within_the_deadline_then_recovers(client, frozen_capable_postgres):
+    server, _ = frozen_capable_postgres
+    body = {"username": "alice", "password": "correct horse"}
+    assert client.post("/register", json=body).status_code == 201
+
+    server.pause()
+    try:
+        ready, ready_seconds = _timed(lambda: client.get("/ready"))
+        login, login_seconds = _timed(lambda: client.post("/login", json=body))
+    finally:
+        server.resume()
+
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["database"]["status"] == "unavailable"
+    # The pooled connection's ping, then one fresh attempt: each waits the readiness deadline.
+    assert READINESS_DEADLINE_SECONDS <= ready_seconds < 2 * READINESS_DEADLINE_SECONDS + 1
+    assert login.status_code == 503
+    assert login.mimetype == "application/problem+json"
+    deadline = STATEMENT_TIMEOUT_SECONDS + SLACK_SECONDS
+    assert login_seconds < 2 * deadline + 2  # a dead pooled connection, then a new one: each bounded
+
+    wait_until(lambda: client.get("/ready").status_code == 200, timeout=30, message="ready again")
+    assert client.post("/login", json=body).status_code == 200
+
+
+def test_statement_parameters_never_appear_in_database_errors(client):
+    row = {"username": "x" * 40, "password_hash": "$2b$12$" + "h" * 53}  # the name is too long
+    with client.application.app_context(), pytest.raises(DBAPIError) as raised:
+        db.session.execute(
+            text("INSERT INTO users (username, password_hash) VALUES (:username, :password_hash)"), row
+        )
+
+    assert "$2b$" not in str(raised.value)
+    assert "hidden due to hide_parameters" in str(raised.value)
