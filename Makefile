@@ -24,8 +24,8 @@ lint: tools ## lint and format checks only
 format: tools ## apply ruff's formatting and safe fixes
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-bench: tools ## measure throughput, upload time and memory against the local stack
-	$(PYTHON) -m bench
+bench: tools ## measure throughput, upload time and memory against a fresh local stack (BENCH=name for one)
+	$(PYTHON) -m bench $(BENCH)
 
 clean: ## remove local state (.run) but keep installed tools
 	rm -rf .run
