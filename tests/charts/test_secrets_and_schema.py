@@ -89,6 +89,16 @@ REJECTIONS = [
         ["--set", "global.environment=production"],
         ["/global/jwt/existingSecret", "/auth/database/existingSecret", "/postgresql/auth/existingSecret"],
     ),
+    (
+        "production with a generated helm test password",
+        ["-f", str(VALUES_DIR / "prod.yaml"), "--set-string", "tests.existingSecret="],
+        ["/tests/existingSecret"],
+    ),
+    (
+        "a helm test account name auth refuses",
+        ["--set", "tests.username=helm test"],
+        ["/tests/username"],
+    ),
     ("an unknown environment", ["--set", "global.environment=qa"], ["/global/environment", "production"]),
     ("an unknown namespace mode", ["--set", "global.namespaces.mode=several"], ["/global/namespaces/mode"]),
     (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -279,6 +280,27 @@ def test_the_helm_test_pod_runs_the_journey_from_the_chart_against_the_api_servi
     assert {e["name"]: e.get("value") for e in container["env"]}["API_URL"] == (
         "http://platform-api.api.svc.cluster.local:3002"
     )
+    env = {e["name"]: e for e in container["env"]}
+    # One account per release, its password from a Secret generated once and kept.
+    assert env["JOURNEY_USERNAME"]["value"] == "helm-test"
+    assert env["JOURNEY_PASSWORD_FILE"]["value"] == "/journey-account/password"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["account"] == {"name": "account", "mountPath": "/journey-account", "readOnly": True}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["account"]["secret"] == {
+        "secretName": "platform-helm-test",
+        "items": [{"key": "password", "path": "password"}],
+    }
+    (secret,) = [obj for obj in render.of_kind("Secret") if obj["metadata"]["name"] == "platform-helm-test"]
+    assert secret["metadata"]["namespace"] == pod["metadata"]["namespace"] == "api"
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert "helm.sh/hook" not in secret["metadata"]["annotations"], "a hook's Secret would not be kept"
+    assert len(base64.b64decode(secret["data"]["password"])) == 32
+    prod = get_render("prod-multi")
+    (prod_pod,) = [obj for obj in prod.of_kind("Pod") if obj["metadata"]["name"] == "platform-tests"]
+    (prod_volume,) = [v for v in prod_pod["spec"]["volumes"] if v["name"] == "account"]
+    assert prod_volume["secret"]["secretName"] == "platform-helm-test"  # tests.existingSecret
+    assert not [obj for obj in prod.of_kind("Secret") if obj["metadata"]["name"] == "platform-helm-test"]
     (script,) = [obj for obj in render.of_kind("ConfigMap") if obj["metadata"]["name"] == "platform-tests"]
     assert script["metadata"]["annotations"]["helm.sh/hook-weight"] == "-5"
     assert script["data"]["journey.py"] == (chart_ready / "files" / "helm-test" / "journey.py").read_text()

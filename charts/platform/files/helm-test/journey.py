@@ -4,7 +4,12 @@ Runs in the api image (python and requests are there). Only the api service is c
 reports the health of auth and images too, and every user action goes through its gateway.
 Exits 0 when every step passed; otherwise prints the failed step and exits 1.
 
-    API_URL=http://127.0.0.1:3002 python journey.py
+auth has no route to delete an account, so every run signs in as the same account
+(JOURNEY_USERNAME, its password in JOURNEY_PASSWORD_FILE, the Secret the chart generates once
+and keeps, mounted): the first run registers it, later ones find it there (409) and log in. Posts and images
+an interrupted run left behind are deleted first. Repeated runs leave at most one account.
+
+    API_URL=http://127.0.0.1:3002 JOURNEY_USERNAME=helm-test JOURNEY_PASSWORD=... python journey.py
 """
 
 import base64
@@ -18,6 +23,12 @@ import requests
 API_URL = os.environ.get("API_URL", "http://127.0.0.1:3002").rstrip("/")
 TIMEOUT = float(os.environ.get("REQUEST_TIMEOUT_SECONDS", "10"))
 READY_WAIT = float(os.environ.get("READY_WAIT_SECONDS", "60"))
+USERNAME = os.environ.get("JOURNEY_USERNAME", "helm-test")
+# The chart mounts the Secret as a file (JOURNEY_PASSWORD_FILE); JOURNEY_PASSWORD for local runs.
+PASSWORD = os.environ.get("JOURNEY_PASSWORD", "")
+if os.environ.get("JOURNEY_PASSWORD_FILE"):
+    with open(os.environ["JOURNEY_PASSWORD_FILE"], encoding="utf-8") as password_file:
+        PASSWORD = password_file.read().rstrip("\r\n")
 
 # A valid 1x1 PNG, small enough to read in the source.
 PNG = base64.b64decode(
@@ -69,24 +80,54 @@ def check_health(session):
     expect(session.get(f"{API_URL}/live", timeout=TIMEOUT), 200, "GET /live")
 
 
-def journey(session):
-    username = f"helmtest-{uuid.uuid4().hex[:12]}"
-    password = uuid.uuid4().hex
+def sign_in(session):
+    """The journey's one account: registered by the first run, found (409) by the later ones."""
+    if not PASSWORD:
+        raise StepFailed("no password: set JOURNEY_PASSWORD_FILE (the chart mounts the helm test Secret) or JOURNEY_PASSWORD")
+    credentials = {"username": USERNAME, "password": PASSWORD}
 
-    step(f"register {username}")
-    expect(
-        session.post(f"{API_URL}/api/v1/auth/register", json={"username": username, "password": password},
-                     timeout=TIMEOUT),
-        201, "register",
-    )
+    step(f"register {USERNAME}")
+    registered = session.post(f"{API_URL}/api/v1/auth/register", json=credentials, timeout=TIMEOUT)
+    if registered.status_code == 409:
+        print(f"   {USERNAME} is already there (an earlier run registered it)", flush=True)
+    else:
+        expect(registered, 201, "register")
 
     step("log in")
-    login = expect(
-        session.post(f"{API_URL}/api/v1/auth/login", json={"username": username, "password": password},
-                     timeout=TIMEOUT),
-        200, "login",
-    ).json()
-    auth = {"Authorization": f"Bearer {login['access_token']}"}
+    login = session.post(f"{API_URL}/api/v1/auth/login", json=credentials, timeout=TIMEOUT)
+    if login.status_code == 401:
+        raise StepFailed(
+            f"login as {USERNAME} refused: the account exists with another password (was the helm test "
+            f"Secret replaced, or is the name someone else's? set tests.username): {login.text[:300]}"
+        )
+    return {"Authorization": f"Bearer {expect(login, 200, 'login').json()['access_token']}"}
+
+
+def clear_leftovers(session, auth):
+    """Delete what an interrupted earlier run of this account left behind."""
+    step("clear what an earlier run left")
+    # Deleting moves the rest forward: read the first page again until it is empty.
+    while True:
+        posts = expect(session.get(f"{API_URL}/api/v1/posts/my", params={"limit": 100}, headers=auth,
+                                   timeout=TIMEOUT), 200, "my posts").json()["items"]
+        if not posts:
+            break
+        for post in posts:
+            expect(session.delete(f"{API_URL}/api/v1/posts/{post['id']}", headers=auth, timeout=TIMEOUT), 204,
+                   "delete an earlier post")
+    while True:
+        images = expect(session.get(f"{API_URL}/api/v1/images", params={"limit": 100}, headers=auth,
+                                    timeout=TIMEOUT), 200, "my images").json()["items"]
+        if not images:
+            break
+        for image in images:
+            expect(session.delete(f"{API_URL}/api/v1/images/{image['filename']}", headers=auth,
+                                  timeout=TIMEOUT), 204, "delete an earlier image")
+
+
+def journey(session):
+    auth = sign_in(session)
+    clear_leftovers(session, auth)
 
     step("create a post")
     post = expect(
