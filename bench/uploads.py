@@ -14,12 +14,13 @@ import io
 import os
 import secrets
 import statistics
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from PIL import Image
+
+from devstack.services import memory_kib
 
 MIB = 1024 * 1024
 CONCURRENT_UPLOADS = 100
@@ -132,14 +133,8 @@ def _flat_png(width: int, height: int) -> bytes:
 
 def _memory(service) -> str:
     """Peak and current resident memory of the gunicorn master and each worker."""
-    children = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True, text=True)
     parts = []
-    for role, pid in [
-        ("master", service.process.pid),
-        *(("worker", int(p)) for p in children.stdout.split()),
-    ]:
-        with open(f"/proc/{pid}/status") as status:
-            fields = dict(line.split(":", 1) for line in status)
-        peak, now = (int(fields[name].split()[0]) / 1024 for name in ("VmHWM", "VmRSS"))
-        parts.append(f"{role} {pid} peak {peak:.0f} MiB (now {now:.0f})")
+    for role, pid in [("master", service.process.pid), *(("worker", p) for p in service.worker_pids())]:
+        memory = memory_kib(pid)
+        parts.append(f"{role} {pid} peak {memory['VmHWM'] / 1024:.0f} MiB (now {memory['VmRSS'] / 1024:.0f})")
     return "; ".join(parts)

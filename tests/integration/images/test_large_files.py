@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,25 +13,13 @@ import pytest
 import requests
 from PIL import Image
 
-from devstack.services import ServiceProcess
+from devstack.services import ServiceProcess, memory_kib
 from devstack.wait import free_port
 from tests.conftest import truncate_all_tables
 from tests.integration.images.conftest import empty_bucket, image_bytes
 
 MIB = 1024 * 1024
 CONCURRENT_UPLOADS = 8
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS (resident now) and VmHWM (peak resident since start) of a process, in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        fields = dict(line.split(":", 1) for line in status)
-    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
-
-
-def worker_pids(service: ServiceProcess) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True, text=True)
-    return sorted(map(int, found.stdout.split()))
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +41,7 @@ def service(images_environ, database_urls, s3, alice, tiny_images):
             files={"file": ("a.png", tiny_images["PNG"], "image/png")},
         ).json()
         requests.get(f"{service.url}/images/{uploaded['filename']}", headers=alice, timeout=30)
-    service.baseline = {pid: memory_kib(pid)["VmRSS"] for pid in worker_pids(service)}
+    service.baseline = service.rss_kib()
     yield service
     service.stop()
     truncate_all_tables(database_urls["images"])
