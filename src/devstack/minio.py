@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from devstack.wait import WaitAborted, free_port, wait_until
+from devstack.wait import WaitAborted, free_port, terminate, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,16 +78,8 @@ class MinioServer:
         return requests.get(f"{self.endpoint}/minio/health/ready", timeout=1).status_code == 200
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, getattr(self, "_log", None), grace_seconds=15)
         self.process = None
-        if getattr(self, "_log", None):
-            self._log.close()
 
     def destroy(self) -> None:
         self.stop()

@@ -110,7 +110,10 @@ class PostgresServer:
         self._signal_all(signal.SIGCONT)
 
     def _signal_all(self, sig: int) -> None:
-        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():  # not running: nothing to freeze or thaw
+            return
+        postmaster = int(pid_file.read_text().split()[0])
         children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True)
         for pid in [postmaster, *map(int, children.stdout.split())]:
             os.kill(pid, sig)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from devstack.wait import WaitAborted, wait_until
+from devstack.wait import WaitAborted, terminate, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_PORTS = {"auth": 3001, "api": 3002, "images": 3003}
@@ -113,16 +113,8 @@ class ServiceProcess:
         return all([reset_peak(pid) for pid in self.worker_pids()])
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, getattr(self, "_log", None), grace_seconds=30)
         self.process = None
-        if getattr(self, "_log", None):
-            self._log.close()
 
 
 def memory_kib(pid: int) -> dict[str, int]:

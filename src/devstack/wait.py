@@ -1,8 +1,9 @@
-"""Waiting for a condition instead of sleeping for a guess."""
+"""Waiting for a condition instead of sleeping for a guess, and the process plumbing around it."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -41,6 +42,19 @@ def wait_until(
                 f"timed out after {timeout}s waiting for {message} (last error: {last_error!r})"
             )
         time.sleep(interval)
+
+
+def terminate(process, log, *, grace_seconds: float) -> None:
+    """SIGTERM a child process, SIGKILL it if it outlives the grace period, close its log."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if log is not None:
+        log.close()
 
 
 def free_port() -> int:

@@ -12,9 +12,8 @@ from sqlalchemy.exc import DBAPIError
 import auth
 from auth.config import AuthSettings
 from auth.models import db
-from devstack.postgres import PostgresServer
 from devstack.wait import wait_until
-from servicekit import config, migrations
+from servicekit import config
 from servicekit.database import READINESS_DEADLINE_SECONDS
 from tests.conftest import service_environ
 
@@ -23,18 +22,8 @@ SLACK_SECONDS = 2  # servicekit waits this long past statement_timeout before gi
 
 
 @pytest.fixture
-def frozen_capable_postgres():
-    server = PostgresServer().start()
-    url = server.provision("auth")
-    migrations.upgrade("auth", url)
-    yield server, url
-    server.resume()
-    server.destroy()
-
-
-@pytest.fixture
-def client(frozen_capable_postgres, jwt_secret):
-    _, url = frozen_capable_postgres
+def client(own_postgres, jwt_secret):
+    _, url = own_postgres
     environ = service_environ(
         "auth",
         url,
@@ -50,8 +39,8 @@ def _timed(call):
     return call(), time.monotonic() - started
 
 
-def test_a_frozen_database_gives_503_within_the_deadline_then_recovers(client, frozen_capable_postgres):
-    server, _ = frozen_capable_postgres
+def test_a_frozen_database_gives_503_within_the_deadline_then_recovers(client, own_postgres):
+    server, _ = own_postgres
     body = {"username": "alice", "password": "correct horse"}
     assert client.post("/register", json=body).status_code == 201
 

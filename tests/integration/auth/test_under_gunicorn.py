@@ -12,20 +12,8 @@ import sys
 import pytest
 import requests
 
-from devstack.postgres import PostgresServer
 from devstack.services import PROJECT_ROOT, ServiceProcess
 from devstack.wait import free_port, wait_until
-from servicekit import migrations
-
-
-@pytest.fixture
-def own_postgres():
-    """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
-    server = PostgresServer().start()
-    url = server.provision("auth")
-    migrations.upgrade("auth", url)
-    yield server, url
-    server.destroy()
 
 
 @pytest.fixture
