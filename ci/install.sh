@@ -32,6 +32,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_packages+=(postg
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 command -v go >/dev/null || apt_packages+=(golang-go)
 command -v pgrep >/dev/null || apt_packages+=(procps)
+command -v openssl >/dev/null || apt_packages+=(openssl)
+command -v unshare >/dev/null && command -v setpriv >/dev/null || apt_packages+=(util-linux)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"
   as_root apt-get update -qq

@@ -199,8 +199,7 @@ def tls_postgres(tmp_path_factory):
     from devstack.postgres import PostgresServer
     from devstack.wait import wait_until
 
-    if not shutil.which("openssl"):
-        pytest.skip("the openssl command is needed to make the test certificates")
+    assert shutil.which("openssl"), "openssl makes the test certificates: run `bash ci/install.sh`"
     certs = tmp_path_factory.mktemp("database-tls")
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
              "-days", "2", "-subj", "/CN=platform test CA", cwd=certs)  # fmt: skip
