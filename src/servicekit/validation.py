@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from servicekit.errors import ApiError
 
@@ -26,6 +27,11 @@ def json_object(required: dict[str, type], optional: dict[str, type] | None = No
             400, "The request body must be JSON (Content-Type: application/json).", type_="invalid-body"
         )
     body = request.get_json(silent=True)
+    limit = request.max_content_length
+    if body is None and request.content_length is None and limit and len(request.get_data()) >= limit:
+        # A chunked body has no length to refuse up front; werkzeug stops reading it at the
+        # limit, and the cut-off JSON would otherwise pass for malformed JSON.
+        raise RequestEntityTooLarge()
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", type_="invalid-body")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
@@ -137,3 +138,22 @@ def test_integer_route_parameters_take_ascii_digits_only(app):
 
     assert client.get("/things/12").get_json() == {"id": 12}
     assert client.get("/things/%D9%A1").status_code == 404  # ARABIC-INDIC DIGIT ONE
+
+
+def test_a_chunked_json_body_over_the_limit_is_413_not_malformed(app):
+    from servicekit.validation import json_object
+
+    @app.post("/echo")
+    def echo():
+        return json_object(required={"text": str})
+
+    body = json.dumps({"text": "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)}).encode()
+    response = app.test_client().post(
+        "/echo",
+        input_stream=io.BytesIO(body),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
