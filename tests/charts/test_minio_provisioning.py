@@ -141,3 +141,15 @@ def test_provisioning_fails_clearly_when_minio_never_answers(minio, provisioning
     result = run_provisioning(minio, provisioning, tmp_path, MINIO_URL="http://127.0.0.1:1", WAIT_SECONDS="4")
     assert result.returncode == 1
     assert "did not answer within 4s" in result.stderr
+
+
+def test_secrets_that_start_with_a_dash_are_not_taken_for_flags(tmp_path, provisioning):
+    server = MinioServer()
+    server.secret_key = "-" + server.secret_key  # token_urlsafe can begin with '-'
+    server.start()
+    try:
+        wait_until(lambda: minio_ready(server), timeout=60, message="MinIO to be ready")
+        result = run_provisioning(server, provisioning, tmp_path)
+        assert result.returncode == 0, result.stderr
+    finally:
+        server.destroy()
