@@ -31,6 +31,21 @@ def access_line(service: ServiceProcess, request_id: str) -> dict | None:
     return next((line for line in lines_with(service, request_id) if line.get("kind") == "access"), None)
 
 
+def run_python(program: str) -> subprocess.CompletedProcess:
+    """Run ``program`` in a fresh interpreter (a clean module state) and require success."""
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=PROJECT_ROOT,
+        env={"PYTHONPATH": str(PROJECT_ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 @pytest.mark.integration
 def test_one_request_id_can_be_followed_through_the_logs_of_gateway_auth_and_images(platform_stack, traffic):
     services = platform_stack.services
@@ -109,16 +124,7 @@ def test_trace_export_is_off_by_default_and_needs_no_opentelemetry_import():
         "loaded = [m for m in sys.modules if m.startswith('opentelemetry')]\n"
         "assert not loaded, loaded\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=PROJECT_ROOT,
-        env={"PYTHONPATH": str(PROJECT_ROOT / "src"), "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr
+    run_python(program)
 
 
 class OtlpReceiver:
@@ -226,16 +232,7 @@ def test_a_call_to_another_service_names_the_exported_span_as_its_parent(otlp_re
         "tracing.shutdown()\n"
         "print(answer.get_json()['traceparent'])\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=PROJECT_ROOT,
-        env={"PYTHONPATH": str(PROJECT_ROOT / "src"), "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python(program)
     version, sent_trace, parent, flags = result.stdout.strip().split("-")
 
     ((_, span),) = otlp_receiver.of_trace(trace_id)
