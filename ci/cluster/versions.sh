@@ -1,0 +1,15 @@
+# Pinned versions of everything the local cluster is built from, and where the builds are kept.
+# Sourced by the scripts beside it.
+
+KUBERNETES_VERSION=v1.37.2   # ci/cluster/kubernetes/go.mod requires the same
+ETCD_VERSION=v3.7.3          # ci/cluster/etcd/go.mod
+COREDNS_VERSION=v1.14.7      # ci/cluster/coredns/go.mod
+KWOK_VERSION=v0.7.0
+KUBE_NETWORK_POLICIES_VERSION=v0.8.0
+DEBIAN_SUITE=bookworm
+
+# Outside the checkout, so that CI's fresh clone on the same machine finds what an earlier run
+# built. Each binary carries a stamp of what it was built from (version, go.mod, go.sum, patch),
+# so a change of any of them builds that binary anew.
+CLUSTER_CACHE="${PLATFORM_CACHE_DIR:-/var/cache/platform-ci}"
+CLUSTER_BIN="$CLUSTER_CACHE/bin"
