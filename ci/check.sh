@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every check the project has: lint, format, Dockerfiles, then the whole pytest suite
-# (unit, integration against real PostgreSQL and MinIO, charts, alert rules, dashboards).
+# Every check the project has: lint, format, Dockerfiles, the pytest suite (unit, integration
+# against real PostgreSQL and MinIO, charts, alert rules, dashboards), then the service images
+# built with Docker and the chart installed from them into a local Kubernetes (tests/e2e).
 # Expects ci/install.sh to have run (`make test` does both).
 set -euo pipefail
 
@@ -15,4 +16,8 @@ ruff format --check .
 echo "== hadolint"
 hadolint --config ci/hadolint.yaml src/*/Dockerfile
 echo "== pytest"
-pytest "$@"
+pytest --ignore=tests/e2e "$@"
+echo "== images (ci/images/build.sh)"
+bash ci/images/build.sh
+echo "== local cluster: pytest tests/e2e (ci/cluster/run.sh)"
+bash ci/cluster/run.sh pytest tests/e2e "$@"

@@ -47,7 +47,7 @@ if [ ! -f "$stamp" ]; then
   log "python venv in .venv"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  "$VENV/bin/pip" install -q -e "$ROOT[auth,api,images,test]"
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

@@ -7,6 +7,7 @@ COREDNS_VERSION=v1.14.7      # ci/cluster/coredns/go.mod
 KWOK_VERSION=v0.7.0
 KUBE_NETWORK_POLICIES_VERSION=v0.8.0
 DEBIAN_SUITE=bookworm
+PAUSE_VERSION=3.10         # the sandbox image containerd runs, built from pause.c
 
 # Outside the checkout, so that CI's fresh clone on the same machine finds what an earlier run
 # built. Each binary carries a stamp of what it was built from (version, go.mod, go.sum, patch),

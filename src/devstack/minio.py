@@ -25,10 +25,11 @@ def minio_binary() -> str:
 
 
 class MinioServer:
-    def __init__(self, data_dir: str | None = None, port: int | None = None) -> None:
+    def __init__(self, data_dir: str | None = None, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="platform-minio-"))
-        self.port = port or free_port()
-        self.console_port = free_port()
+        self.host = host
+        self.port = port or free_port(host)
+        self.console_port = free_port(host)
         credentials = self.data_dir / ".root-credentials"
         if credentials.exists():
             self.access_key, self.secret_key = credentials.read_text().split()
@@ -39,7 +40,7 @@ class MinioServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> MinioServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,9 +60,9 @@ class MinioServer:
                 str(self.data_dir / "data"),
                 "--quiet",
                 "--address",
-                f"127.0.0.1:{self.port}",
+                f"{self.host}:{self.port}",
                 "--console-address",
-                f"127.0.0.1:{self.console_port}",
+                f"{self.host}:{self.console_port}",
             ],
             env=env,
             stdout=self._log,

@@ -34,10 +34,11 @@ def _bin_dir() -> Path:
 
 
 class PostgresServer:
-    def __init__(self, data_dir: str | None = None, port: int | None = None) -> None:
+    def __init__(self, data_dir: str | None = None, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.base_dir = Path(data_dir or tempfile.mkdtemp(prefix="platform-pg-"))
         self.data_dir = self.base_dir / "data"
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.superuser_password = secrets.token_urlsafe(16)
         self.bin = _bin_dir()
         self._as_root = os.geteuid() == 0
@@ -72,6 +73,10 @@ class PostgresServer:
             "--encoding=UTF8",
             "--locale=C.UTF-8",
         )
+        if self.host != "127.0.0.1":
+            # initdb's rules admit loopback only; a server on another address serves its subnet.
+            with open(self.data_dir / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet scram-sha-256\n")
 
     def start(self) -> PostgresServer:
         if not (self.data_dir / "PG_VERSION").exists():
@@ -79,7 +84,7 @@ class PostgresServer:
         else:
             self.superuser_password = (self.base_dir / "superuser-password").read_text()
         options = (
-            f"-p {self.port} -k {self.base_dir} -c listen_addresses=127.0.0.1 "
+            f"-p {self.port} -k {self.base_dir} -c listen_addresses={self.host} "
             "-c max_connections=300 -c fsync=off -c full_page_writes=off"
         )
         self._run(
@@ -97,6 +102,32 @@ class PostgresServer:
         )
         wait_until(self._accepts_connections, timeout=30, message="PostgreSQL to accept connections")
         return self
+
+    def enable_tls(self, certificate: Path, key: Path) -> PostgresServer:
+        """Serve TLS with this certificate and key (PEM) from now on; plain connections still work."""
+        for source, name in ((certificate, "server.crt"), (key, "server.key")):
+            target = self.data_dir / name
+            shutil.copy(source, target)
+            if self._as_root:
+                account = pwd.getpwnam(UNPRIVILEGED_USER)
+                os.chown(target, account.pw_uid, account.pw_gid)
+            target.chmod(0o600)
+        connection = self.connect()
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER SYSTEM SET ssl = on")
+            cursor.execute("SELECT pg_reload_conf()")
+        connection.close()
+        wait_until(self._serves_tls, timeout=30, message="PostgreSQL to serve TLS")
+        return self
+
+    def _serves_tls(self) -> bool:
+        try:
+            connection = self.connect(sslmode="require")
+        except psycopg2.OperationalError:
+            return False
+        connection.close()
+        return True
 
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
@@ -127,14 +158,17 @@ class PostgresServer:
             return True
 
     # -- databases -------------------------------------------------------------------------
-    def connect(self, database: str = "postgres", user: str = "postgres", password: str | None = None):
+    def connect(
+        self, database: str = "postgres", user: str = "postgres", password: str | None = None, **options
+    ):
         password = self.superuser_password if password is None else password
         return psycopg2.connect(
-            host="127.0.0.1", port=self.port, dbname=database, user=user, password=password, connect_timeout=3
-        )
+            host=self.host, port=self.port, dbname=database, user=user, password=password, connect_timeout=3,
+            **options,
+        )  # fmt: skip
 
     def url(self, database: str, user: str, password: str) -> str:
-        return f"postgresql+psycopg2://{user}:{password}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg2://{user}:{password}@{self.host}:{self.port}/{database}"
 
     def provision(self, service: str, password: str | None = None) -> str:
         """Create the service's user and database (idempotent) and return its URL.

@@ -57,9 +57,9 @@ def terminate(process, log, *, grace_seconds: float) -> None:
         log.close()
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 

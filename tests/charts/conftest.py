@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.certificates import issue_test_certificates
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "platform"
 HELM = ROOT / ".tools" / "bin" / "helm"
@@ -173,57 +175,15 @@ class TlsPostgres:
     ca_file: Path
 
 
-def _serves_tls(server) -> bool:
-    import psycopg2
-
-    try:
-        connection = psycopg2.connect(
-            host="127.0.0.1", port=server.port, dbname="postgres", user="postgres",
-            password=server.superuser_password, sslmode="require", connect_timeout=3,
-        )  # fmt: skip
-    except psycopg2.OperationalError:
-        return False
-    connection.close()
-    return True
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, check=True, timeout=60)
-
-
 @pytest.fixture(scope="session")
 def tls_postgres(tmp_path_factory):
     """A real PostgreSQL serving TLS with a certificate for `localhost` signed by a throwaway CA."""
-    import pwd
-
     from devstack.postgres import PostgresServer
-    from devstack.wait import wait_until
 
-    assert shutil.which("openssl"), "openssl makes the test certificates: run `bash ci/install.sh`"
-    certs = tmp_path_factory.mktemp("database-tls")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "2", "-subj", "/CN=platform test CA", cwd=certs)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-             "-subj", "/CN=localhost", cwd=certs)  # fmt: skip
-    (certs / "san.ext").write_text("subjectAltName=DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=certs)  # fmt: skip
+    certs = issue_test_certificates(tmp_path_factory.mktemp("database-tls"), "DNS:localhost")
     server = PostgresServer().start()
     try:
-        for name in ("server.crt", "server.key"):
-            target = server.data_dir / name
-            shutil.copy(certs / name, target)
-            if os.geteuid() == 0:
-                account = pwd.getpwnam("postgres")
-                os.chown(target, account.pw_uid, account.pw_gid)
-            target.chmod(0o600)
-        connection = server.connect()
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("ALTER SYSTEM SET ssl = on")
-            cursor.execute("SELECT pg_reload_conf()")
-        connection.close()
-        wait_until(lambda: _serves_tls(server), timeout=30, message="PostgreSQL to serve TLS")
-        yield TlsPostgres(server, certs / "ca.crt")
+        server.enable_tls(certs.certificate, certs.key)
+        yield TlsPostgres(server, certs.ca)
     finally:
         server.destroy()

@@ -1,0 +1,173 @@
+"""values/dev.yaml in a real cluster: our three images in real pods on a real node, `helm test`,
+and NetworkPolicies enforced by a real implementation (kube-network-policies).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
+CONTAINER_UID = 10001
+
+
+def pods_of(cluster, namespace: str, service: str) -> list[dict]:
+    return cluster.objects("pods", namespace, "-l", f"app.kubernetes.io/name={service}")
+
+
+def running_pod(cluster, namespace: str, service: str) -> str:
+    pods = [p for p in pods_of(cluster, namespace, service) if p["status"].get("phase") == "Running"]
+    assert pods, f"no running {service} pod"
+    return pods[0]["metadata"]["name"]
+
+
+def exec_python(cluster, namespace: str, pod: str, code: str, check: bool = False):
+    return cluster.kubectl("exec", "-n", namespace, pod, "--", "python3", "-c", code, check=check, timeout=60)
+
+
+def http_status_from(cluster, namespace: str, pod: str, url: str):
+    """The status of GET url from inside the pod, or the connection error's name."""
+    code = (
+        "import urllib.request, urllib.error\n"
+        "try:\n"
+        f"    print(urllib.request.urlopen({url!r}, timeout=3).status)\n"
+        "except urllib.error.HTTPError as error:\n"
+        "    print(error.code)\n"
+        "except OSError as error:\n"
+        "    print(type(error).__name__, error)\n"
+    )
+    return exec_python(cluster, namespace, pod, code).stdout.strip()
+
+
+def service_url(namespace: str, service: str, path: str = "/live") -> str:
+    return f"http://platform-{service}.{namespace}.svc.cluster.local:{SERVICES[service]}{path}"
+
+
+def test_the_dev_install_runs_our_three_images_in_real_pods_on_the_node(cluster, dev_release):
+    for service in SERVICES:
+        pods = pods_of(cluster, dev_release, service)
+        assert len(pods) == 2, f"{service}: {[p['metadata']['name'] for p in pods]}"
+        for pod in pods:
+            assert pod["spec"]["nodeName"] == "node-1"
+            assert all(c["ready"] for c in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
+            (container,) = pod["status"]["containerStatuses"]
+            assert container["image"] == f"ghcr.io/platform-sre/{service}:0.1.0"
+
+
+def test_the_containers_run_as_10001_on_a_read_only_root_with_only_tmp_writable(cluster, dev_release):
+    code = (
+        "import os\n"
+        "print(os.getuid(), os.getgid())\n"
+        "for path in ('/opt/venv/probe', '/probe', '/tmp/probe'):\n"
+        "    try:\n"
+        "        open(path, 'w').close(); print(path, 'writable')\n"
+        "    except OSError as error:\n"
+        "        print(path, 'refused', error.errno)\n"
+        "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+    )
+    for service in SERVICES:
+        pod = running_pod(cluster, dev_release, service)
+        lines = exec_python(cluster, dev_release, pod, code, check=True).stdout.split("\n")
+        assert lines[0] == f"{CONTAINER_UID} {CONTAINER_UID}", service
+        assert lines[1] == "/opt/venv/probe refused 30", service  # EROFS
+        assert lines[2] == "/probe refused 30", service
+        assert lines[3] == "/tmp/probe writable", service  # noqa: S108 (the container's /tmp)
+        assert lines[4] == "0000000000000000", f"{service} holds capabilities"
+
+
+def test_helm_test_passes_in_the_cluster(cluster, dev_release):
+    result = cluster.helm("test", "platform", "-n", dev_release, "--logs", "--timeout", "5m", timeout=400)
+    assert "Phase:          Succeeded" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("client", "server"),
+    [("api", "auth"), ("api", "images")],
+)
+def test_the_flows_the_design_needs_are_allowed(cluster, dev_release, client, server):
+    pod = running_pod(cluster, dev_release, client)
+    assert http_status_from(cluster, dev_release, pod, service_url(dev_release, server)) == "200"
+
+
+@pytest.mark.parametrize(
+    ("client", "server"),
+    [("images", "auth"), ("auth", "images"), ("auth", "api"), ("images", "api")],
+)
+def test_flows_the_design_does_not_need_are_refused(cluster, dev_release, client, server):
+    pod = running_pod(cluster, dev_release, client)
+    outcome = http_status_from(cluster, dev_release, pod, service_url(dev_release, server))
+    assert outcome.startswith(("TimeoutError", "URLError")), outcome
+
+
+@pytest.fixture(scope="module")
+def outsider(cluster, dev_release):
+    """A pod of another namespace that no policy of the chart admits (its own egress is free)."""
+    namespace = "outsider"
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    for name in ("outsider", "neighbour"):
+        cluster.apply({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+            "spec": {
+                "containers": [{
+                    "name": "main", "image": "ghcr.io/platform-sre/api:0.1.0", "imagePullPolicy": "Never",
+                    "command": ["python3", "-m", "http.server", "8080"],
+                }],
+                "automountServiceAccountToken": False,
+            },
+        })  # fmt: skip
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/outsider", "pod/neighbour",
+                    "--timeout=120s")  # fmt: skip
+    yield namespace
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_a_pod_outside_the_allowed_flows_reaches_no_service_of_the_platform(cluster, dev_release, outsider):
+    neighbour = cluster.objects("pods", outsider, "-l", "app=neighbour")[0]["status"]["podIP"]
+    # The outsider's own network works: it reaches a pod no policy selects.
+    assert http_status_from(cluster, outsider, "outsider", f"http://{neighbour}:8080/") == "200"
+    for service, port in SERVICES.items():
+        outcome = http_status_from(cluster, outsider, "outsider", service_url(dev_release, service))
+        assert outcome.startswith(("TimeoutError", "URLError")), f"{service}: {outcome}"
+        pod_ip = pods_of(cluster, dev_release, service)[0]["status"]["podIP"]
+        outcome = http_status_from(cluster, outsider, "outsider", f"http://{pod_ip}:{port}/live")
+        assert outcome.startswith(("TimeoutError", "URLError")), f"{service} by pod IP: {outcome}"
+
+
+def test_a_large_upload_through_the_api_is_spooled_to_tmp_and_read_back(cluster, dev_release):
+    """The images pods write uploads over a megabyte to /tmp first: the read-only root holds."""
+    import secrets
+
+    pod = running_pod(cluster, dev_release, "api")
+    username = f"e2e-{secrets.token_hex(4)}"
+    code = f"""
+import io, json, os, zlib, struct, urllib.request
+base = "http://127.0.0.1:3002/api/v1"
+def call(method, path, body=None, headers=None):
+    request = urllib.request.Request(base + path, data=body, method=method, headers=headers or {{}})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status, response.read()
+credentials = json.dumps({{"username": {username!r}, "password": "correct horse battery"}}).encode()
+call("POST", "/auth/register", credentials, {{"content-type": "application/json"}})
+_, body = call("POST", "/auth/login", credentials, {{"content-type": "application/json"}})
+token = json.loads(body)["access_token"]
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+width = height = 1024
+raw = b"".join(b"\\0" + os.urandom(width * 3) for _ in range(height))
+png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+       + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
+boundary = "e2e-boundary"
+form = (f"--{{boundary}}\\r\\nContent-Disposition: form-data; name=\\"file\\"; filename=\\"big.png\\"\\r\\n"
+        f"Content-Type: image/png\\r\\n\\r\\n").encode() + png + f"\\r\\n--{{boundary}}--\\r\\n".encode()
+status, body = call("POST", "/images/upload", form, {{"authorization": "Bearer " + token,
+                    "content-type": "multipart/form-data; boundary=" + boundary}})
+name = json.loads(body)["filename"]
+_, downloaded = call("GET", "/images/" + name, headers={{"authorization": "Bearer " + token}})
+print(status, len(png), downloaded == png)
+call("DELETE", "/images/" + name, headers={{"authorization": "Bearer " + token}})
+"""
+    result = exec_python(cluster, dev_release, pod, code, check=True)
+    status, size, identical = result.stdout.split()
+    assert status == "201"
+    assert int(size) > 1024 * 1024
+    assert identical == "True"
