@@ -10,12 +10,13 @@
 # cluster or its pods do can reach past this machine. Image pulls go to a dead loopback proxy;
 # images come from $IMAGES_DIR (ci/images/build.sh) through `ctr import`.
 #
-# The command runs on the host with these in its environment:
+# The command runs inside the namespace too (it sees the cluster and nothing past the machine),
+# with kubectl, helm and the project's venv first on PATH and these in its environment:
 #   KUBECONFIG       admin kubeconfig of the cluster
-#   CLUSTER_NETNS    the namespace; reach the cluster from there: `nsenter --net=/run/netns/$CLUSTER_NETNS kubectl ...`
+#   CLUSTER_NETNS    the namespace (another shell joins it: nsenter --net=/run/netns/$CLUSTER_NETNS)
 #   CLUSTER_STATE    this run's folder (logs/, certificates, kubeconfigs)
 #   CLUSTER_BIN      the binaries (kubectl, kwok, ...)
-#   CLUSTER_NODE_IP  the node's address on the pod bridge (PostgreSQL, MinIO of the tests bind here)
+#   CLUSTER_NODE_IP  the node's address on the pod bridge (servers for the pods listen here)
 # Its exit status is the script's.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -224,7 +225,7 @@ for archive in "$IMAGES_DIR"/*.tar; do
 done
 
 for cg in /sys/fs/cgroup/*/; do
-  case "$cg" in */unified/ | */systemd/) continue ;; esac
+  case "$cg" in */unified/) continue ;; esac
   mkdir -p "$cg$CGROUP_ROOT"
 done
 printf 'nameserver %s\n' "$NODE_IP" >"$STATE/resolv.conf"
@@ -298,8 +299,9 @@ wait_for CoreDNS 30 in_netns curl -fsS http://127.0.0.1:8181/ready
 log "ready: node $NODE ($NODE_IP), state in $STATE"
 
 export CLUSTER_NETNS="$NETNS" CLUSTER_STATE="$STATE" CLUSTER_BIN CLUSTER_NODE_IP="$NODE_IP"
+export PATH="$CLUSTER_BIN:$ROOT/.tools/bin:$ROOT/.venv/bin:$PATH"
 set +e
-"$@"
+in_netns "$@"
 status=$?
 set -e
 exit "$status"
