@@ -34,7 +34,7 @@ NODE=node-1
 NODE_IP=10.244.0.1
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
-CGROUP_ROOT=platform-k8s
+CGROUP_ROOT="$NETNS"   # the pods' cgroups, one tree per cluster
 # The kubelet sets these host-wide at start; they are put back on stop.
 HOST_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 
