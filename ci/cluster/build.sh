@@ -69,9 +69,7 @@ build_kube_network_policies() {
   stamp=$(stamp_of kube-network-policies "$KUBE_NETWORK_POLICIES_VERSION" "$patch")
   fresh kube-network-policies "$stamp" && return
   log "go build sigs.k8s.io/kube-network-policies@$KUBE_NETWORK_POLICIES_VERSION (patched)"
-  src=$(GOFLAGS=-mod=mod go mod download -json \
-    "sigs.k8s.io/kube-network-policies@$KUBE_NETWORK_POLICIES_VERSION" |
-    sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  src=$(module_dir "sigs.k8s.io/kube-network-policies@$KUBE_NETWORK_POLICIES_VERSION")
   work=$(mktemp -d)
   cp -r "$src/." "$work" && chmod -R u+w "$work"
   patch -d "$work" -p1 --quiet < "$patch"
@@ -80,7 +78,22 @@ build_kube_network_policies() {
   mark kube-network-policies "$stamp"
 }
 
+# The published CRDs, read from the modules' source (plain YAML there).
+fetch_crds() {
+  [ -f "$CLUSTER_CRDS/.complete" ] && return
+  log "CRDs of Gateway API $GATEWAY_API_VERSION and cert-manager $CERT_MANAGER_VERSION"
+  local gateway cert_manager
+  gateway=$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
+  cert_manager=$(module_dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION")
+  mkdir -p "$CLUSTER_CRDS"
+  cp "$gateway"/config/crd/standard/gateway.networking.k8s.io_{gatewayclasses,gateways,httproutes,referencegrants}.yaml \
+    "$cert_manager"/deploy/crds/cert-manager.io_{certificates,clusterissuers,issuers,certificaterequests}.yaml "$CLUSTER_CRDS/"
+  touch "$CLUSTER_CRDS/.complete"
+}
+module_dir() { GOFLAGS=-mod=mod go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
+
 build_kubernetes
+fetch_crds
 build_in_module etcd etcd go.etcd.io/etcd/server/v3
 build_in_module coredns coredns .
 build_kube_network_policies

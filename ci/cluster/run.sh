@@ -16,6 +16,7 @@
 #   CLUSTER_NETNS    the namespace (another shell joins it: nsenter --net=/run/netns/$CLUSTER_NETNS)
 #   CLUSTER_STATE    this run's folder (logs/, certificates, kubeconfigs)
 #   CLUSTER_BIN      the binaries (kubectl, kwok, ...)
+#   CLUSTER_CRDS     CRDs of Gateway API and cert-manager, for what production runs beside the chart
 #   CLUSTER_NODE_IP  the node's address on the pod bridge (servers for the pods listen here)
 # Its exit status is the script's.
 set -euo pipefail
@@ -199,6 +200,8 @@ state = "$STATE/containerd/state"
   sandbox_image = "registry.k8s.io/pause:$PAUSE_VERSION"
   # root here lacks CAP_SYS_RESOURCE: runc may not lower a container's oom_score_adj.
   restrict_oom_score_adj = true
+  # The pods' network namespaces under this run's state, not /run/netns: unmounted on stop.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
@@ -298,7 +301,7 @@ wait_for "the default ServiceAccount" 60 kubectl get serviceaccount default -n d
 wait_for CoreDNS 30 in_netns curl -fsS http://127.0.0.1:8181/ready
 log "ready: node $NODE ($NODE_IP), state in $STATE"
 
-export CLUSTER_NETNS="$NETNS" CLUSTER_STATE="$STATE" CLUSTER_BIN CLUSTER_NODE_IP="$NODE_IP"
+export CLUSTER_NETNS="$NETNS" CLUSTER_STATE="$STATE" CLUSTER_BIN CLUSTER_CRDS CLUSTER_NODE_IP="$NODE_IP"
 export PATH="$CLUSTER_BIN:$ROOT/.tools/bin:$ROOT/.venv/bin:$PATH"
 set +e
 in_netns "$@"

@@ -8,9 +8,13 @@ KWOK_VERSION=v0.7.0
 KUBE_NETWORK_POLICIES_VERSION=v0.8.0
 DEBIAN_SUITE=bookworm
 PAUSE_VERSION=3.10         # the sandbox image containerd runs, built from pause.c
+# CRDs of what production runs beside the chart (its HTTPRoute and cert-manager Certificate).
+GATEWAY_API_VERSION=v1.6.3
+CERT_MANAGER_VERSION=v1.21.2
 
 # Outside the checkout, so that CI's fresh clone on the same machine finds what an earlier run
 # built. Each binary carries a stamp of what it was built from (version, go.mod, go.sum, patch),
 # so a change of any of them builds that binary anew.
 CLUSTER_CACHE="${PLATFORM_CACHE_DIR:-/var/cache/platform-ci}"
 CLUSTER_BIN="$CLUSTER_CACHE/bin"
+CLUSTER_CRDS="$CLUSTER_CACHE/crds-gateway-api-$GATEWAY_API_VERSION-cert-manager-$CERT_MANAGER_VERSION"

@@ -50,7 +50,8 @@ if ! docker info >/dev/null 2>&1; then
       --bridge none --iptables=false --ip6tables=false --ip-masq=false \
       >"$DOCKER_STATE/dockerd.log" 2>&1 &
     dockerd_pid=$!
-    cleanup+=("kill $dockerd_pid; wait $dockerd_pid")
+    # dockerd leaves its exec root's mounts (the default network namespace) behind: unmount them.
+    cleanup+=("kill $dockerd_pid; wait $dockerd_pid; awk -v root=\"$DOCKER_STATE/exec\" 'index(\$2, root) == 1 {print \$2}' /proc/mounts | xargs -r umount -l")
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
     docker info >/dev/null 2>&1 || { tail -20 "$DOCKER_STATE/dockerd.log"; exit 1; }
   fi

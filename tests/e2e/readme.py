@@ -35,6 +35,6 @@ def readme_has(command: str) -> str:
 def readme_block(heading: str) -> str:
     """The shell block right under a heading of the chart README (a procedure run as a whole)."""
     text = READMES[1].read_text()
-    match = re.search(rf"^#+ {re.escape(heading)}\n.*?```sh\n(.*?)```", text, re.S | re.M)
+    match = re.search(rf"^#+ {re.escape(heading)}\n.*?```(?:sh|bash)\n(.*?)```", text, re.S | re.M)
     assert match, f"no shell block under {heading!r} in {READMES[1]}"
     return match.group(1)
