@@ -1,5 +1,6 @@
 # The two commands a developer needs on a fresh machine are `make run` and `make test`;
-# both install what they need first (ci/install.sh, idempotent).
+# both install what they need first (ci/install.sh, idempotent; `make test` also builds the
+# local cluster's binaries and the images, see ci/check.sh).
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
@@ -15,7 +16,7 @@ tools: ## install every pinned tool into .venv and .tools (skips what is there)
 run: tools ## run PostgreSQL, MinIO and the three services locally (API on 127.0.0.1:3002)
 	$(PYTHON) -m devstack
 
-test: tools ## every check: lint, Dockerfiles, unit, integration, charts, alert rules, dashboards
+test: ## every check: lint, Dockerfiles, unit, integration, charts, alerts, dashboards, images, local cluster
 	bash ci/check.sh
 
 lint: tools ## lint and format checks only

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.readme import readme_has
+
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
 CONTAINER_UID = 10001
 
@@ -76,8 +78,23 @@ def test_the_containers_run_as_10001_on_a_read_only_root_with_only_tmp_writable(
         assert lines[4] == "0000000000000000", f"{service} holds capabilities"
 
 
+def test_each_image_holds_only_what_its_service_imports(cluster, dev_release):
+    """auth carries no boto3 or Pillow, the api no bcrypt, boto3 or Pillow, images no bcrypt."""
+    absent = {"auth": ["boto3", "PIL"], "api": ["bcrypt", "boto3", "PIL"], "images": ["bcrypt"]}
+    code = (
+        "import importlib.util, sys\n"
+        "print(' '.join(name for name in sys.argv[1:] if importlib.util.find_spec(name)))\n"
+    )
+    for service, modules in absent.items():
+        pod = running_pod(cluster, dev_release, service)
+        found = cluster.kubectl(
+            "exec", "-n", dev_release, pod, "--", "python3", "-c", code, *modules, service, "servicekit"
+        ).stdout.split()
+        assert found == [service, "servicekit"], f"{service} image holds {found}"
+
+
 def test_helm_test_passes_in_the_cluster(cluster, dev_release):
-    result = cluster.helm("test", "platform", "-n", dev_release, "--logs", "--timeout", "5m", timeout=400)
+    result = cluster.shell(readme_has(f"helm test platform -n {dev_release} --logs"), timeout=400)
     assert "Phase:          Succeeded" in result.stdout, result.stdout
 
 
