@@ -210,7 +210,12 @@ def test_services_get_the_environment_contract_with_secrets_only_by_reference(re
 def test_multi_namespace_mode_uses_the_design_namespaces_labelled_restricted(get_render, render_id):
     render = get_render(render_id)
     namespaces = {obj["metadata"]["name"]: obj["metadata"]["labels"] for obj in render.of_kind("Namespace")}
-    assert {"auth", "api", "image-storage"} <= set(namespaces)
+    if render_id == "prod-multi":
+        # Production's namespaces exist before the release, holding its Secrets: the chart
+        # README's prerequisites create and label them (run by tests/e2e).
+        assert not namespaces
+    else:
+        assert {"auth", "api", "image-storage"} <= set(namespaces)
     for labels in namespaces.values():
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     for service, namespace in (("auth", "auth"), ("api", "api"), ("images", "image-storage")):
