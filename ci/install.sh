@@ -33,7 +33,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 command -v go >/dev/null || apt_packages+=(golang-go)
 command -v pgrep >/dev/null || apt_packages+=(procps)
 command -v openssl >/dev/null || apt_packages+=(openssl)
-command -v unshare >/dev/null && command -v setpriv >/dev/null || apt_packages+=(util-linux)
+command -v nsenter >/dev/null || apt_packages+=(util-linux)  # ci/cluster/run.sh joins its network namespace
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"
   as_root apt-get update -qq

@@ -8,6 +8,7 @@ tables (``clean_databases``) and an empty bucket.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -19,6 +20,18 @@ from devstack.postgres import PostgresServer
 from servicekit import migrations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+E2E_TESTS = PROJECT_ROOT / "tests" / "e2e"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/e2e runs inside the local cluster (`ci/cluster/run.sh pytest tests/e2e`, as `make test`
+    does): a plain `pytest` leaves it out unless asked for it by path."""
+    if collection_path != E2E_TESTS or "CLUSTER_NETNS" in os.environ:
+        return None
+    asked = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return not any(path == E2E_TESTS or E2E_TESTS in path.parents for path in asked)
 
 
 def pytest_collection_modifyitems(items):
