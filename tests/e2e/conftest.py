@@ -43,10 +43,11 @@ class Cluster:
     node_ip: str
     env: dict[str, str] = field(repr=False)
 
-    def run(self, *args: str, check: bool = True, timeout: float = 300, input: str | None = None):
+    def run(self, *args: str, check: bool = True, timeout: float = 300, input: str | None = None,
+            extra_env: dict[str, str] | None = None):  # fmt: skip
         result = subprocess.run(
-            args, env=self.env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
-            check=False, input=input,
+            args, env={**self.env, **(extra_env or {})}, cwd=PROJECT_ROOT, capture_output=True, text=True,
+            timeout=timeout, check=False, input=input,
         )  # fmt: skip
         if check and result.returncode != 0:
             raise AssertionError(
@@ -54,9 +55,10 @@ class Cluster:
             )
         return result
 
-    def shell(self, command: str, check: bool = True, timeout: float = 900):
+    def shell(self, command: str, check: bool = True, timeout: float = 900, extra_env: dict | None = None):
         """A command line exactly as a README shows it, run by bash from the repository root."""
-        return self.run("bash", "-euo", "pipefail", "-c", command, check=check, timeout=timeout)
+        return self.run("bash", "-euo", "pipefail", "-c", command, check=check, timeout=timeout,
+                        extra_env=extra_env)  # fmt: skip
 
     def kubectl(self, *args: str, **options):
         return self.run("kubectl", *args, **options)
@@ -124,7 +126,12 @@ def _provision_bucket(cluster: Cluster, minio: MinioServer, access_key: str, sec
         (workdir / "credentials" / who).mkdir(parents=True)
         (workdir / "credentials" / who / "user").write_text(user)
         (workdir / "credentials" / who / "password").write_text(password)
-    cluster.run("bash", str(workdir / "provision.sh"), timeout=180)
+    job_env = {
+        "MINIO_URL": minio.endpoint, "CREDENTIALS_DIR": str(workdir / "credentials"), "BUCKET": "images",
+        "POLICY_NAME": "images-bucket-readwrite", "POLICY_FILE": str(workdir / "policy.json"),
+        "MC_CONFIG_DIR": str(workdir / ".mc"), "WAIT_SECONDS": "60",
+    }  # fmt: skip
+    cluster.run("bash", str(workdir / "provision.sh"), timeout=180, extra_env=job_env)
 
 
 @pytest.fixture(scope="session")
@@ -139,11 +146,6 @@ def external_services(cluster, chart_dependencies, tmp_path_factory):
             postgres.provision(service, password)
         access_key, secret_key = "images-service", secrets.token_urlsafe(24)
         workdir = tmp_path_factory.mktemp("minio-provisioning")
-        cluster.env.update({
-            "MINIO_URL": minio.endpoint, "CREDENTIALS_DIR": str(workdir / "credentials"), "BUCKET": "images",
-            "POLICY_NAME": "images-bucket-readwrite", "POLICY_FILE": str(workdir / "policy.json"),
-            "MC_CONFIG_DIR": str(workdir / ".mc"), "WAIT_SECONDS": "60",
-        })  # fmt: skip
         _provision_bucket(cluster, minio, access_key, secret_key, workdir)
         yield ExternalServices(postgres, certificates.ca, passwords, minio, access_key, secret_key)
     finally:

@@ -87,7 +87,7 @@ def simulated_nodes(cluster, chart_dependencies):
                     timeout=330)  # fmt: skip
     cluster.kubectl("cordon", "node-1")
     cluster.apply(DEFAULT_STORAGE_CLASS, *[simulated_volume(index) for index in range(12)])
-    log = open(os.path.join(cluster.env["CLUSTER_STATE"], "logs", "kwok.log"), "wb")  # noqa: SIM115
+    log = open(os.path.join(cluster.env["CLUSTER_STATE"], "logs", "kwok.log"), "wb")  # noqa: SIM115 (closed when kwok stops)
     kwok = subprocess.Popen(
         [
             "kwok", "--kubeconfig", cluster.env["KUBECONFIG"], "--manage-all-nodes=false",
@@ -198,12 +198,7 @@ def production_prerequisites(cluster, tmp_path) -> None:
             "S3_SECRET_ACCESS_KEY", "HELM_TEST_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "SMTP_PASSWORD")},
         "PLATFORM_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/stand-in",
     }  # fmt: skip
-    cluster.env.update(values)
-    try:
-        cluster.shell(readme_block("Production prerequisites"))
-    finally:
-        for name in values:
-            del cluster.env[name]
+    cluster.shell(readme_block("Production prerequisites"), extra_env=values)
 
 
 @pytest.mark.parametrize("environment", list(ENVIRONMENTS))
