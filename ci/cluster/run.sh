@@ -61,8 +61,12 @@ teardown() {
   local status=$? pid cg
   trap - EXIT INT TERM
   log "stopping"
+  # The node first, the control plane last; whatever has not stopped after 20 s is killed below.
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local deadline=$((SECONDS + 20))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  done
   # Containers outlive the kubelet and containerd: kill what is left in the pods' cgroups.
   for cg in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
     [ -d "$cg" ] || continue
@@ -108,7 +112,8 @@ in_netns sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1
 
 start() { # name, command...: a host process in the cluster's network namespace
   local name="$1"; shift
-  in_netns "$@" >"$STATE/logs/$name.log" 2>&1 &
+  # exec: the recorded pid is the process itself, so that stopping it reaches it.
+  (exec nsenter --net="/run/netns/$NETNS" "$@") >"$STATE/logs/$name.log" 2>&1 &
   pids+=("$!")
 }
 wait_for() { # description, seconds, command...
