@@ -36,8 +36,11 @@ NODE_IP=10.244.0.1
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
 CGROUP_ROOT="$NETNS"   # the pods' cgroups, one tree per cluster
-# The kubelet sets these host-wide at start; they are put back on stop.
+# The kubelet sets these host-wide at start; they are put back on stop. The host's values are
+# kept in a file until then, so that a run killed before its teardown (SIGKILL) leaves them for
+# the next run to put back, instead of that run taking the kubelet's values for the host's.
 HOST_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
+HOST_SYSCTLS_FILE="/run/platform-cluster-$NETNS.sysctls"
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 in_netns() { nsenter --net="/run/netns/$NETNS" "$@"; }
@@ -56,18 +59,10 @@ bash "$HERE/build.sh" >&2
 
 # --- teardown, registered before anything starts ----------------------------------------------
 pids=()
-declare -A saved_sysctls=()
-teardown() {
-  local status=$? pid cg
-  trap - EXIT INT TERM
-  log "stopping"
-  # The node first, the control plane last; whatever has not stopped after 20 s is killed below.
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
-  local deadline=$((SECONDS + 20))
-  for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-  done
-  # Containers outlive the kubelet and containerd: kill what is left in the pods' cgroups.
+# What outlives the processes: the containers (in the pods' cgroups), the mounts under the state
+# folder (volumes, root filesystems, the pods' network namespaces) and the namespace itself.
+remove_leftovers() {
+  local cg
   for cg in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
     [ -d "$cg" ] || continue
     find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null || true
@@ -77,12 +72,27 @@ teardown() {
   for cg in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
     [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  # Volumes, container root filesystems, the netns' own mounts.
   awk -v state="$STATE" 'index($2, state) == 1 {print $2}' /proc/mounts | sort -r |
     while read -r mount; do umount -l "$mount" 2>/dev/null || true; done
-  ip netns pids "$NETNS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-  ip netns del "$NETNS" 2>/dev/null || true
-  for key in "${!saved_sysctls[@]}"; do sysctl -qw "$key=${saved_sysctls[$key]}" || true; done
+  if ip netns list | awk '{print $1}' | grep -qx "$NETNS"; then
+    ip netns pids "$NETNS" | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$NETNS" || true
+  fi
+}
+teardown() {
+  local status=$? pid
+  trap - EXIT INT TERM
+  log "stopping"
+  # The node first, the control plane last; whatever has not stopped after 20 s is killed below.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
+  local deadline=$((SECONDS + 20))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  done
+  remove_leftovers
+  if [ -f "$HOST_SYSCTLS_FILE" ]; then
+    sysctl -q -p "$HOST_SYSCTLS_FILE" >/dev/null && rm -f "$HOST_SYSCTLS_FILE"
+  fi
   log "stopped (logs in $STATE/logs)"
   exit "$status"
 }
@@ -90,15 +100,13 @@ trap teardown EXIT
 trap 'exit 130' INT TERM
 
 # --- a fresh state folder and network namespace ------------------------------------------------
-if ip netns list | grep -qw "$NETNS"; then
-  log "removing the namespace $NETNS a previous run left"
-  ip netns pids "$NETNS" | xargs -r kill -9 || true
-  ip netns del "$NETNS"
-fi
-awk -v state="$STATE" 'index($2, state) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l || true
+remove_leftovers # of a run that was killed before its own teardown
 rm -rf "$STATE"
 mkdir -p "$STATE"/{pki,logs,etcd,containerd,kubelet,cni/net.d}
-for key in "${HOST_SYSCTLS[@]}"; do saved_sysctls[$key]=$(sysctl -n "$key"); done
+if [ ! -f "$HOST_SYSCTLS_FILE" ]; then
+  for key in "${HOST_SYSCTLS[@]}"; do echo "$key = $(sysctl -n "$key")"; done >"$HOST_SYSCTLS_FILE.part"
+  mv "$HOST_SYSCTLS_FILE.part" "$HOST_SYSCTLS_FILE"
+fi
 
 ip netns add "$NETNS"
 in_netns ip link set lo up
