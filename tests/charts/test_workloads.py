@@ -145,7 +145,10 @@ def test_each_service_has_an_hpa_on_cpu_and_memory_and_a_pdb_keeping_one_pod(ren
 def test_probes_resources_shutdown_and_spreading_follow_the_design(render):
     for service, port in SERVICES.items():
         deployment, spec, container = deployment_container(render, service)
-        assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        assert container["ports"] == [
+            {"name": "http", "containerPort": port, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": port - 3000 + 9100, "protocol": "TCP"},
+        ]
         assert container["startupProbe"]["httpGet"]["path"] == "/live"
         assert container["livenessProbe"]["httpGet"]["path"] == "/live"
         assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
@@ -261,7 +264,7 @@ def test_service_monitors_scrape_each_service_every_15s_with_the_release_label(g
         assert monitor["metadata"]["labels"]["release"] == "platform"
         assert monitor["spec"]["endpoints"] == [
             {
-                "port": "http",
+                "port": "metrics",
                 "path": "/metrics",
                 "interval": "15s",
                 "scrapeTimeout": "10s",
