@@ -60,7 +60,7 @@ def run(stack) -> list[str]:
             f"latency p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms)"
         )
         lines.append(f"  api workers' memory: {_memory_line(rss_before, peaks, peaks_reset)}")
-    lines += _auth_call_latency(api)
+    lines += _auth_call_latency(api, service.metrics_url)
     return lines
 
 
@@ -109,8 +109,9 @@ def _percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, int(len(values) * fraction))] if values else float("nan")
 
 
-def _auth_samples(api: str) -> tuple[float, float, dict[float, float]]:
-    text = requests.get(f"{api}/metrics", timeout=10).text
+def _auth_samples(metrics_url: str) -> tuple[float, float, dict[float, float]]:
+    # The api's metrics port (METRICS_PORT), not the port the requests go to.
+    text = requests.get(f"{metrics_url}/metrics", timeout=10).text
     total = count = 0.0
     buckets: dict[float, float] = {}
     for line in text.splitlines():
@@ -126,16 +127,16 @@ def _auth_samples(api: str) -> tuple[float, float, dict[float, float]]:
     return total, count, buckets
 
 
-def _auth_call_latency(api: str) -> list[str]:
+def _auth_call_latency(api: str, metrics_url: str) -> list[str]:
     """Each request with a token the gateway has not seen costs one POST /verify to auth."""
     tokens = [_user_headers(api, "bench-reader")["Authorization"] for _ in range(FRESH_TOKENS)]
-    total_before, count_before, buckets_before = _auth_samples(api)
+    total_before, count_before, buckets_before = _auth_samples(metrics_url)
     client_ms = []
     for authorization in tokens:
         started = time.perf_counter()
         requests.get(f"{api}/api/v1/posts/my?limit=1", headers={"Authorization": authorization}, timeout=10)
         client_ms.append((time.perf_counter() - started) * 1000)
-    total, count, buckets = _auth_samples(api)
+    total, count, buckets = _auth_samples(metrics_url)
     calls = count - count_before
     if calls <= 0:
         return ["gateway -> auth: no calls recorded"]

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from werkzeug.test import Client
 
 from devstack.minio import MinioServer
 from devstack.postgres import PostgresServer
-from servicekit import migrations
+from servicekit import metrics, migrations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +42,18 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
         elif parts[0] == "charts":
             item.add_marker(pytest.mark.charts)
+
+
+@pytest.fixture
+def scrape_metrics():
+    """GET /metrics of this process, as the metrics port serves it (the app port does not)."""
+
+    def scrape() -> str:
+        response = Client(metrics.metrics_app).get("/metrics")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_data(as_text=True)
+
+    return scrape
 
 
 @pytest.fixture(scope="session")

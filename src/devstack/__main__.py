@@ -1,8 +1,9 @@
 """`make run`: the whole system on this machine until Ctrl-C.
 
 PostgreSQL and MinIO run from .run/ (kept between runs; `make clean` drops them), the
-services on their usual ports: auth 3001, api 3002, images 3003. Only the api is meant to be
-called: http://127.0.0.1:3002.
+services on their usual ports: auth 3001, api 3002, images 3003, and each one's /metrics on a
+port of its own, as in the cluster: auth 9101, api 9102, images 9103. Only the api is meant to
+be called: http://127.0.0.1:3002.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def main() -> int:
         print('       -d \'{"username":"alice","password":"correct horse"}\'')
         print("  API    http://127.0.0.1:3002   (OpenAPI: /api/v1/openapi.json)")
         for name, service in stack.services.items():
-            print(f"  {name:7}{service.url}   log: {service.log_path}")
+            print(
+                f"  {name:7}{service.url}   metrics: {service.metrics_url}/metrics   log: {service.log_path}"
+            )
         print(f"  PostgreSQL 127.0.0.1:{stack.postgres.port}   MinIO {stack.minio.endpoint}")
         print("Ctrl-C stops everything.")
         signal.pause()

@@ -11,20 +11,31 @@ from pathlib import Path
 
 import requests
 
-from devstack.wait import WaitAborted, terminate, wait_until
+from devstack.wait import WaitAborted, free_port, terminate, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_PORTS = {"auth": 3001, "api": 3002, "images": 3003}
+# The images' and the chart's METRICS_PORT: /metrics is never on the service port.
+METRICS_PORTS = {"auth": 9101, "api": 9102, "images": 9103}
 
 
 class ServiceProcess:
     """One service under gunicorn with the project's gunicorn config."""
 
     def __init__(
-        self, name: str, port: int, env: dict[str, str], *, workers: int = 2, log_path: Path | None = None
+        self,
+        name: str,
+        port: int,
+        env: dict[str, str],
+        *,
+        workers: int = 2,
+        log_path: Path | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.name = name
         self.port = port
+        # A free port unless told: tests start many services side by side.
+        self.metrics_port = metrics_port or free_port()
         self.workers = workers
         self.env = env
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix=f"platform-{name}-")) / "service.log"
@@ -34,6 +45,11 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Where Prometheus would scrape this service: GET {metrics_url}/metrics."""
+        return f"http://127.0.0.1:{self.metrics_port}"
+
     def start(self, *, wait_ready: bool = True) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
@@ -41,6 +57,7 @@ class ServiceProcess:
             "PYTHONPATH": str(PROJECT_ROOT / "src"),
             "SERVICE_NAME": self.name,
             "BIND": f"127.0.0.1:{self.port}",
+            "METRICS_BIND": f"127.0.0.1:{self.metrics_port}",
             "WEB_CONCURRENCY": str(self.workers),
             "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"prometheus-{self.name}-"),
             **self.env,

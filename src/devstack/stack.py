@@ -8,7 +8,7 @@ from pathlib import Path
 
 from devstack.minio import MinioServer
 from devstack.postgres import PostgresServer
-from devstack.services import SERVICE_PORTS, ServiceProcess
+from devstack.services import METRICS_PORTS, SERVICE_PORTS, ServiceProcess
 from servicekit import migrations
 
 
@@ -21,6 +21,7 @@ class Stack:
 
     state_dir: Path | None = None
     ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
+    metrics_ports: dict[str, int] = field(default_factory=lambda: dict(METRICS_PORTS))
     jwt_secret: str = ""
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
@@ -38,7 +39,9 @@ class Stack:
         for name in only:
             env = self.service_env(name, urls[name])
             log_path = state / "logs" / f"{name}.log" if state else None
-            self.services[name] = ServiceProcess(name, self.ports[name], env, log_path=log_path).start()
+            self.services[name] = ServiceProcess(
+                name, self.ports[name], env, log_path=log_path, metrics_port=self.metrics_ports[name]
+            ).start()
         return self
 
     def service_env(self, name: str, database_url: str) -> dict[str, str]:

@@ -18,6 +18,9 @@ os.environ.setdefault(
 )
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+# /metrics has its own port, served by the master (when_ready), so that the port the Ingress
+# and the gateway reach carries the API and the probes only.
+METRICS_BIND = os.environ.get("METRICS_BIND", f"0.0.0.0:{os.environ.get('METRICS_PORT', '9100')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads let a worker wait on the database or another service while serving others.
 worker_class = "gthread"
@@ -45,6 +48,17 @@ def on_starting(server):
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
+
+
+def when_ready(server):
+    # After on_starting has emptied the directory and before the first worker forks: the
+    # master alone outlives every worker, so it sums their files (prometheus_client's
+    # multiprocess mode; prometheus-flask-exporter's GunicornPrometheusMetrics does the same).
+    from servicekit import metrics
+
+    host, _, port = METRICS_BIND.rpartition(":")
+    metrics.serve(host.strip("[]"), int(port))
+    server.log.info("metrics on http://%s/metrics", METRICS_BIND)
 
 
 def worker_exit(server, worker):

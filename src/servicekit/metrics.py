@@ -1,16 +1,25 @@
 """Prometheus metrics that add up across gunicorn workers.
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (servicekit.gunicorn_conf) before
-prometheus_client is imported, so every worker writes its samples to files there and
-/metrics sums them; counters of workers that exited stay counted. Without it (tests, the
-Flask dev server) the process's own registry is served.
+prometheus_client is imported, so every worker writes its samples to files there and the
+master sums them; counters of workers that exited stay counted. Without it (tests, the
+Flask dev server) the process's own registry is read.
+
+/metrics is served by the gunicorn master on its own port (METRICS_PORT, see ``serve``), not
+by the app: the app port is the one the Ingress reaches, and request counts, dependency
+state and worker restarts are for Prometheus only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+import threading
 import time
+from http import HTTPStatus
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -24,7 +33,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from servicekit.errors import problem_response
+from servicekit.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -85,18 +94,67 @@ def install(app: Flask) -> None:
             HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
         return response
 
-    app.add_url_rule("/metrics", "metrics", _metrics_view, methods=["GET"])
+
+class MetricsBusy(RuntimeError):
+    """A worker's sample file is being created; the next scrape reads it whole."""
 
 
-def _metrics_view() -> Response:
+def exposition() -> bytes:
+    """Every metric in the Prometheus text format, summed over the workers under gunicorn."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+        return generate_latest(REGISTRY)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     try:
-        body = generate_latest(registry)
-    except (struct.error, ValueError):
-        # A worker that is starting has created its file but not yet sized it; the next
-        # scrape reads it whole. A failed scrape is honest; a 500 with a traceback is not.
-        return problem_response(503, "Metrics are being written; scrape again.", type_="metrics-busy")
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+        return generate_latest(registry)
+    except (struct.error, ValueError) as exc:
+        # A worker that is starting has created its file but not yet sized it.
+        raise MetricsBusy(str(exc)) from exc
+
+
+def metrics_app(environ, start_response):
+    """The WSGI app of the metrics port: GET /metrics, nothing else."""
+    if environ.get("PATH_INFO") != "/metrics":
+        return _problem(start_response, 404, "Only /metrics is served on this port.", "not-found")
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        return _problem(start_response, 405, "Only GET is served on this port.", "method-not-allowed")
+    try:
+        body = exposition()
+    except MetricsBusy:
+        # A failed scrape is honest; a 500 with a traceback is not.
+        return _problem(start_response, 503, "Metrics are being written; scrape again.", "metrics-busy")
+    start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
+    return [body] if environ["REQUEST_METHOD"] == "GET" else []
+
+
+def _problem(start_response, status: int, detail: str, type_: str) -> list[bytes]:
+    phrase = HTTPStatus(status).phrase
+    body = json.dumps(
+        {"type": PROBLEM_TYPE_BASE + type_, "title": phrase, "status": status, "detail": detail}
+    ).encode()
+    start_response(
+        f"{status} {phrase}", [("Content-Type", PROBLEM_CONTENT_TYPE), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    # A slow scrape never holds up the next one, nor the master's exit.
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):
+        # Scrapes every 15 s would drown the JSON logs in plain-text lines.
+        pass
+
+
+def serve(host: str, port: int) -> WSGIServer:
+    """Serve /metrics on host:port from a daemon thread of the calling process.
+
+    Under gunicorn this is the master (servicekit.gunicorn_conf.when_ready), the one process
+    that outlives every worker, as prometheus_client's multiprocess documentation advises.
+    """
+    server = make_server(host, port, metrics_app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -24,7 +24,10 @@ PNG = base64.b64decode(
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = Stack(ports={name: free_port() for name in ("auth", "api", "images")}).start()
+    stack = Stack(
+        ports={name: free_port() for name in ("auth", "api", "images")},
+        metrics_ports={name: free_port() for name in ("auth", "api", "images")},
+    ).start()
     yield stack
     stack.stop()
     stack.minio.destroy()

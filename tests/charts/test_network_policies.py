@@ -196,7 +196,9 @@ def expected_flows(render) -> set[tuple[str, str, int]]:
         ("api", "auth", 3001),
         ("api", "images", 3003),
     }
-    flows |= {("prometheus", name, port) for name, port in services.items()}
+    # Prometheus reaches the metrics ports only, never the application ports.
+    metrics_ports = {"auth": 9101, "api": 9102, "images": 9103}
+    flows |= {("prometheus", name, port) for name, port in metrics_ports.items()}
     database = ("postgresql", 5432) if bundled_db else ("external-database", 5432)
     flows |= {(name, *database) for name in services}
     store = ("minio", 9000) if bundled_s3 else ("external-object-storage", 443)

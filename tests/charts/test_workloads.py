@@ -145,7 +145,10 @@ def test_each_service_has_an_hpa_on_cpu_and_memory_and_a_pdb_keeping_one_pod(ren
 def test_probes_resources_shutdown_and_spreading_follow_the_design(render):
     for service, port in SERVICES.items():
         deployment, spec, container = deployment_container(render, service)
-        assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        assert container["ports"] == [
+            {"name": "http", "containerPort": port, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": port - 3000 + 9100, "protocol": "TCP"},
+        ]
         assert container["startupProbe"]["httpGet"]["path"] == "/live"
         assert container["livenessProbe"]["httpGet"]["path"] == "/live"
         assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
@@ -231,6 +234,38 @@ def test_single_namespace_mode_keeps_everything_in_the_release_namespace(get_ren
     assert {obj["metadata"].get("namespace") for obj in render.objects} == {"platform"}
 
 
+def rendered_ingress(template, *args: str) -> dict:
+    result = template("--set", "ingress.enabled=true", *args)
+    assert result.returncode == 0, result.stderr
+    (ingress,) = [doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] == "Ingress"]
+    return ingress
+
+
+def test_a_tls_secret_the_user_supplies_gets_no_issuer_annotation_for_cert_manager_to_take_it_over(
+    template,
+):
+    ingress = rendered_ingress(
+        template, "--set", "ingress.tls.enabled=true", "--set", "ingress.tls.secretName=my-own-certificate"
+    )
+    assert ingress["spec"]["tls"][0]["secretName"] == "my-own-certificate"
+    assert not any(key.startswith("cert-manager.io/") for key in ingress["metadata"].get("annotations") or {})
+
+
+def test_a_configured_cluster_issuer_is_annotated_for_cert_manager_only_with_tls_on(template):
+    issued = rendered_ingress(
+        template, "--set", "ingress.tls.enabled=true", "--set", "ingress.tls.clusterIssuer=letsencrypt-prod"
+    )
+    assert issued["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-prod"
+    plain = rendered_ingress(template, "--set", "ingress.tls.clusterIssuer=letsencrypt-prod")
+    assert "tls" not in plain["spec"]
+    assert "cert-manager.io/cluster-issuer" not in (plain["metadata"].get("annotations") or {})
+
+
+def test_the_schema_refuses_a_cluster_issuer_that_is_no_kubernetes_name(template):
+    result = template("--set", "ingress.tls.clusterIssuer=Lets Encrypt")
+    assert result.returncode != 0 and "/ingress/tls/clusterIssuer" in result.stderr, result.stderr
+
+
 def test_only_the_api_is_exposed_with_tls_and_a_body_size_for_uploads(get_render):
     staging = get_render("staging-multi")
     (ingress,) = staging.of_kind("Ingress")
@@ -261,7 +296,7 @@ def test_service_monitors_scrape_each_service_every_15s_with_the_release_label(g
         assert monitor["metadata"]["labels"]["release"] == "platform"
         assert monitor["spec"]["endpoints"] == [
             {
-                "port": "http",
+                "port": "metrics",
                 "path": "/metrics",
                 "interval": "15s",
                 "scrapeTimeout": "10s",

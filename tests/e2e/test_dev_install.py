@@ -9,6 +9,8 @@ import pytest
 from tests.e2e.readme import readme_has
 
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
+# /metrics is served by the gunicorn master on a port of its own (METRICS_PORT), for Prometheus only.
+METRICS_PORTS = {"auth": 9101, "api": 9102, "images": 9103}
 CONTAINER_UID = 10001
 
 
@@ -150,6 +152,29 @@ def test_a_pod_outside_the_allowed_flows_reaches_no_service_of_the_platform(clus
         pod_ip = pods_of(cluster, dev_release, service)[0]["status"]["podIP"]
         outcome = http_status_from(cluster, outsider, "outsider", f"http://{pod_ip}:{port}/live")
         assert outcome.startswith("TimeoutError"), f"{service} by pod IP: {outcome}"
+        metrics = f"http://{pod_ip}:{METRICS_PORTS[service]}/metrics"
+        outcome = http_status_from(cluster, outsider, "outsider", metrics)
+        assert outcome.startswith("TimeoutError"), f"{service} metrics port: {outcome}"
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_metrics_are_served_on_the_metrics_port_and_not_on_the_service_port(cluster, dev_release, service):
+    pod = running_pod(cluster, dev_release, service)
+    metrics = f"http://127.0.0.1:{METRICS_PORTS[service]}/metrics"
+    assert http_status_from(cluster, dev_release, pod, metrics) == "200"
+    assert (
+        http_status_from(cluster, dev_release, pod, f"http://127.0.0.1:{SERVICES[service]}/metrics") == "404"
+    )
+
+
+def test_the_api_gateway_reaches_no_metrics_port_of_its_upstreams(cluster, dev_release):
+    pod = running_pod(cluster, dev_release, "api")
+    for upstream in ("auth", "images"):
+        pod_ip = pods_of(cluster, dev_release, upstream)[0]["status"]["podIP"]
+        outcome = http_status_from(
+            cluster, dev_release, pod, f"http://{pod_ip}:{METRICS_PORTS[upstream]}/metrics"
+        )
+        assert outcome.startswith("TimeoutError"), f"{upstream}: {outcome}"
 
 
 def test_a_large_upload_through_the_api_is_spooled_to_tmp_and_read_back(cluster, dev_release):

@@ -123,7 +123,10 @@ def drive_traffic(stack: Stack) -> Traffic:
 @pytest.fixture(scope="session")
 def platform_stack():
     """PostgreSQL, MinIO and the three services, started once; MinIO's metrics are public."""
-    stack = Stack(ports={name: free_port() for name in SERVICES})
+    stack = Stack(
+        ports={name: free_port() for name in SERVICES},
+        metrics_ports={name: free_port() for name in SERVICES},
+    )
     try:
         # MinIO reads it from its environment, as the Bitnami chart sets it
         # (metrics.prometheusAuthType: public); only this stack's MinIO gets it.

@@ -66,6 +66,33 @@ def test_nothing_of_monitoring_is_rendered_while_monitoring_is_off(chart):
     ]
 
 
+def test_service_monitors_scrape_the_metrics_port_which_only_the_monitoring_namespace_reaches(multi):
+    ours = [
+        o for o in multi if o["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "platform"
+    ]
+    services = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in of_kind(ours, "Service")}
+    monitors = of_kind(ours, "ServiceMonitor")
+    assert {m["metadata"]["name"] for m in monitors} == {"platform-auth", "platform-api", "platform-images"}
+    for monitor in monitors:
+        namespace, name = monitor["metadata"]["namespace"], monitor["metadata"]["name"]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+        (port,) = [p for p in services[(namespace, name)]["spec"]["ports"] if p["name"] == "metrics"]
+        (policy,) = [
+            p
+            for p in of_kind(ours, "NetworkPolicy")
+            if (p["metadata"]["namespace"], p["metadata"]["name"]) == (namespace, name)
+        ]
+        admitting = [
+            rule
+            for rule in policy["spec"]["ingress"]
+            if any(p["port"] == port["port"] for p in rule["ports"])
+        ]
+        assert [peer["namespaceSelector"] for rule in admitting for peer in rule["from"]] == [
+            {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+        ]
+
+
 def test_each_rules_file_becomes_a_prometheus_rule_with_exactly_its_groups(multi):
     rules = {obj["metadata"]["name"]: obj for obj in of_kind(multi, "PrometheusRule")}
     assert set(rules) == {f"platform-{path.stem}" for path in rule_files()}

@@ -63,7 +63,7 @@ def test_every_exporter_metric_listed_is_used_and_every_name_used_is_accounted_f
 @pytest.mark.integration
 def test_every_service_metric_named_by_a_dashboard_or_alert_is_exported(platform_stack, traffic):
     running = STARTED_SERVICES
-    scraped = {name: scrape(platform_stack.services[name].url) for name in running}
+    scraped = {name: scrape(platform_stack.services[name].metrics_url) for name in running}
     missing = []
     for metric in sorted(service_metric_names()):
         for service in owner(metric):
@@ -77,7 +77,7 @@ def test_every_label_a_query_matches_on_is_exported_with_the_metric(platform_sta
     running = STARTED_SERVICES
     labels_of: dict[str, set[str]] = {}
     for name in running:
-        for metric, labels in scrape(platform_stack.services[name].url).items():
+        for metric, labels in scrape(platform_stack.services[name].metrics_url).items():
             labels_of.setdefault(metric, set()).update(labels)
     wrong = []
     for query in all_queries():

@@ -59,7 +59,7 @@ class Prometheus:
                     "job_name": name,
                     "honor_labels": True,
                     "static_configs": [
-                        {"targets": [address], "labels": {"endpoint": "http", "namespace": NAMESPACE}}
+                        {"targets": [address], "labels": {"endpoint": "metrics", "namespace": NAMESPACE}}
                     ],
                 }
                 for name, address in targets.items()
@@ -121,7 +121,8 @@ class Prometheus:
 
 @pytest.fixture
 def prometheus(prometheus_binary, platform_stack, traffic):
-    targets = {name: f"127.0.0.1:{platform_stack.services[name].port}" for name in STARTED_SERVICES}
+    # The metrics port, as the chart's ServiceMonitors scrape it.
+    targets = {name: f"127.0.0.1:{platform_stack.services[name].metrics_port}" for name in STARTED_SERVICES}
     with tempfile.TemporaryDirectory(prefix="platform-prometheus-") as workdir:
         minio = platform_stack.minio.endpoint.removeprefix("http://")
         server = Prometheus(prometheus_binary, targets, minio, Path(workdir))
@@ -154,7 +155,7 @@ def test_prometheus_fires_service_down_when_a_service_stops_and_clears_it_when_i
         timeout=20,
         message="job:http_requests:rate5m for every service",
     )
-    assert prometheus.query('http_requests_total{endpoint="http"}') == []
+    assert prometheus.query('http_requests_total{endpoint="metrics"}') == []
     assert prometheus.alerts("ServiceDown") == []
 
     victim = "images"

@@ -25,7 +25,7 @@ def workers_of(service: ServiceProcess) -> list[int]:
 def sample(service: ServiceProcess, name: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = requests.get(f"{service.url}/metrics", timeout=5).text
+    text = requests.get(f"{service.metrics_url}/metrics", timeout=5).text
     assert name in scraped_series(text)
     return sum(
         s.value for family in text_string_to_metric_families(text) for s in family.samples if s.name == name

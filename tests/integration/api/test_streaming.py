@@ -183,7 +183,7 @@ def test_upstream_metrics_add_up_across_gunicorn_workers(live_api, live_account)
         assert requests.get(f"{live_api.url}/api/v1/posts/my", headers=headers, timeout=10).status_code == 200
     assert requests.get(f"{live_api.url}/ready", timeout=10).status_code == 200
 
-    text = requests.get(f"{live_api.url}/metrics", timeout=10).text
+    text = requests.get(f"{live_api.metrics_url}/metrics", timeout=10).text
 
     def value(prefix: str) -> float:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))

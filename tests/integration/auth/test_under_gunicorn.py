@@ -80,6 +80,17 @@ def test_readiness_fails_while_the_database_is_down_and_recovers_without_restart
     assert registered.status_code == 201
 
 
+def test_metrics_are_served_by_the_master_on_their_own_port_never_on_the_app_port(auth_under_gunicorn):
+    service, _ = auth_under_gunicorn
+
+    scraped = requests.get(f"{service.metrics_url}/metrics", timeout=5)
+
+    assert scraped.status_code == 200
+    assert "gunicorn_worker_exits_total" in scraped.text
+    assert requests.get(f"{service.url}/metrics", timeout=5).status_code == 404
+    assert requests.get(f"{service.metrics_url}/ready", timeout=5).status_code == 404
+
+
 def test_metrics_count_every_request_across_workers_and_worker_restarts(auth_under_gunicorn):
     service, _ = auth_under_gunicorn
     with requests.Session() as session:
@@ -110,7 +121,7 @@ def test_metrics_count_every_request_across_workers_and_worker_restarts(auth_und
         message="gunicorn to replace the worker",
     )
 
-    metrics = requests.get(f"{service.url}/metrics", timeout=5).text
+    metrics = requests.get(f"{service.metrics_url}/metrics", timeout=5).text
     assert _metric(metrics, "http_requests_total", endpoint="/live", status="200") == 90
     assert _metric(metrics, "http_request_duration_seconds_count", endpoint="/live", status="200") == 90
     assert _metric(metrics, "http_requests_total", endpoint="/register", status="201") == 3

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+from servicekit.metrics import exposition
+
 
 def sample(images_client, name: str, labels: str = "") -> float:
-    metrics = images_client.get("/metrics").get_data(as_text=True)
+    metrics = exposition().decode()
     match = re.search(rf"^{name}{re.escape(labels)} (\S+)$", metrics, re.M)
     assert match, f"{name}{labels} not exported"
     return float(match.group(1))
@@ -57,6 +59,6 @@ def test_requests_are_counted_by_route_template_not_by_file_name(images_client, 
     body = uploaded(alice)
     images_client.get(f"/images/{body['filename']}", headers=alice)
 
-    metrics = images_client.get("/metrics").get_data(as_text=True)
+    metrics = exposition().decode()
     assert 'endpoint="/images/<filename>"' in metrics
     assert body["filename"] not in metrics

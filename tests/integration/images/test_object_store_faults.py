@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from devstack.wait import wait_until
+from servicekit.metrics import exposition
 from tests.integration.images.conftest import bucket_keys, image_bytes, s3_client
 
 FAIL_FAST_SECONDS = 5
@@ -62,7 +63,7 @@ def test_uploads_while_the_object_store_stops_fail_fast_and_recover_without_a_re
 
     put_errors = re.search(
         r'^images_object_store_errors_total\{operation="put"\} (\S+)$',
-        client.get("/metrics").get_data(as_text=True),
+        exposition().decode(),
         re.M,
     )
     statuses = {status for status, _ in results}

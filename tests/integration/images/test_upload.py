@@ -12,6 +12,7 @@ import pytest
 
 from images.budget import DecodeBudget
 from images.uploads import request_body_limit
+from servicekit.metrics import exposition
 from tests.integration.images.conftest import BUCKET, bucket_keys, image_bytes
 
 FILENAME = re.compile(r"^[0-9a-f]{32}\.(jpg|png|gif|webp)$")
@@ -19,7 +20,7 @@ CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def rejections(images_client, reason: str) -> float:
-    metrics = images_client.get("/metrics").get_data(as_text=True)
+    metrics = exposition().decode()
     match = re.search(rf'^images_upload_rejections_total\{{reason="{reason}"\}} (\S+)$', metrics, re.M)
     return float(match.group(1))
 

@@ -7,10 +7,12 @@ import json
 import logging
 
 import pytest
+from werkzeug.test import Client
 
 from servicekit.app import create_service_app
 from servicekit.config import ServiceSettings, load
 from servicekit.health import add_check
+from servicekit.metrics import MetricsBusy, metrics_app
 
 
 @pytest.fixture
@@ -106,24 +108,56 @@ def test_incoming_traceparent_keeps_its_trace_id(app):
     assert not outbound["traceparent"].startswith(f"00-{trace_id}-00f067aa0ba902b7")
 
 
-def test_metrics_are_exposed_in_prometheus_text_format(app):
-    client = app.test_client()
-    client.get("/hello")
+def test_metrics_are_exposed_in_prometheus_text_format_on_the_metrics_port(app):
+    app.test_client().get("/hello")
 
-    metrics = client.get("/metrics")
+    metrics = Client(metrics_app).get("/metrics")
 
     assert metrics.status_code == 200
+    assert metrics.headers["Content-Type"].startswith("text/plain; version=")
     assert 'http_requests_total{endpoint="/hello",method="GET",status="200"}' in metrics.get_data(
         as_text=True
     )
 
 
-def test_unknown_http_methods_are_counted_as_other_so_they_cannot_mint_series(app):
+def test_the_app_port_does_not_serve_metrics(app):
+    response = app.test_client().get("/metrics")
+
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/ready", "/live", "/metrics/x"])
+def test_the_metrics_port_serves_nothing_but_metrics(path):
+    response = Client(metrics_app).get(path)
+
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+def test_the_metrics_port_refuses_writes():
+    assert Client(metrics_app).post("/metrics").status_code == 405
+
+
+def test_a_scrape_that_meets_a_half_written_worker_file_is_a_503_not_a_traceback(monkeypatch):
+    def busy():
+        raise MetricsBusy("unpack requires a buffer of 8 bytes")
+
+    monkeypatch.setattr("servicekit.metrics.exposition", busy)
+
+    response = Client(metrics_app).get("/metrics")
+
+    assert response.status_code == 503
+    assert response.json["type"].endswith("/metrics-busy")
+    assert "unpack" not in response.get_data(as_text=True)
+
+
+def test_unknown_http_methods_are_counted_as_other_so_they_cannot_mint_series(app, scrape_metrics):
     client = app.test_client()
     for method in ("X0ZZ", "X1ZZ", "BREW"):
         client.open("/hello", method=method)
 
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = scrape_metrics()
 
     assert "X0ZZ" not in metrics
     assert 'http_requests_total{endpoint="unmatched",method="other",status="405"} 3.0' in metrics

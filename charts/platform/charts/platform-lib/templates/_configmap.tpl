@@ -14,6 +14,7 @@ metadata:
 data:
   SERVICE_NAME: {{ $service | quote }}
   PORT: {{ include "platform-lib.port" $service | quote }}
+  METRICS_PORT: {{ include "platform-lib.metricsPort" $service | quote }}
   WEB_CONCURRENCY: {{ $values.gunicorn.workers | quote }}
   GUNICORN_THREADS: {{ $values.gunicorn.threads | quote }}
   GUNICORN_GRACEFUL_TIMEOUT: {{ $values.gunicorn.gracefulTimeoutSeconds | quote }}

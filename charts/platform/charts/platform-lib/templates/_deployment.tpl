@@ -107,6 +107,10 @@ spec:
             - name: http
               containerPort: {{ include "platform-lib.port" $service }}
               protocol: TCP
+            # Prometheus only (the NetworkPolicy admits nothing else); no route names it.
+            - name: metrics
+              containerPort: {{ include "platform-lib.metricsPort" $service }}
+              protocol: TCP
           envFrom:
             - configMapRef:
                 name: {{ include "platform-lib.fullname" $ctx }}

@@ -9,6 +9,15 @@ umbrella and the three subcharts always agree on a name.
 {{- get (dict "auth" "3001" "api" "3002" "images" "3003") . -}}
 {{- end -}}
 
+{{- /*
+/metrics is served on a port of its own (METRICS_PORT) so that the port the Ingress and the
+HTTPRoute reach never carries it. One number per service, like the service ports, so the
+local stack runs all three on one host with the same numbers as the cluster.
+*/ -}}
+{{- define "platform-lib.metricsPort" -}}
+{{- get (dict "auth" "9101" "api" "9102" "images" "9103") . -}}
+{{- end -}}
+
 {{- /* dict "root" $ "service" "auth" -> "<release>-auth" */ -}}
 {{- define "platform-lib.fullname" -}}
 {{- printf "%s-%s" .root.Release.Name .service | trunc 63 | trimSuffix "-" -}}

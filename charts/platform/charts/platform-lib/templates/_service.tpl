@@ -15,4 +15,9 @@ spec:
       port: {{ include "platform-lib.port" $service }}
       targetPort: http
       protocol: TCP
+    # What the ServiceMonitor scrapes; no Ingress or HTTPRoute names it.
+    - name: metrics
+      port: {{ include "platform-lib.metricsPort" $service }}
+      targetPort: metrics
+      protocol: TCP
 {{- end -}}
