@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api import gateway, openapi, posts, queries
+from api import clients, gateway, openapi, posts, queries
 from api.config import ApiSettings
 from api.identity import TokenCache, Verifier
 from api.models import db
@@ -26,6 +26,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     app = create_service_app("api", settings)
     init_database(app, db, settings)
     _limit_request_bodies(app, settings)
+    clients.install(app, settings)
 
     auth = Upstream(
         "auth",

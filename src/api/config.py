@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 
-from servicekit.config import ServiceSettings, setting
+from servicekit.config import ConfigError, ServiceSettings, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,3 +71,42 @@ class ApiSettings(ServiceSettings):
     max_request_bytes: int = setting(
         "MAX_REQUEST_BYTES", 128 * 1024, doc="largest JSON request body accepted (413 above)", minimum=1024
     )
+    # A second layer under auth's per-username throttling: one client trying many usernames,
+    # or registering accounts in bulk. Counted in api_db, so it holds across api replicas.
+    rate_limit_window_seconds: int = setting(
+        "RATE_LIMIT_WINDOW_SECONDS",
+        60,
+        doc="length of the fixed window in which each client's logins and registrations are counted",
+        minimum=1,
+        maximum=86400,
+    )
+    rate_limit_login: int = setting(
+        "RATE_LIMIT_LOGIN",
+        30,
+        doc="logins one client address may attempt per window through the gateway (429 above)",
+        minimum=1,
+    )
+    rate_limit_register: int = setting(
+        "RATE_LIMIT_REGISTER",
+        10,
+        doc="registrations one client address may attempt per window through the gateway (429 above)",
+        minimum=1,
+    )
+    # Empty by default: X-Forwarded-For is whatever the client wrote unless a proxy we run added it.
+    trusted_proxies: str = setting(
+        "TRUSTED_PROXIES",
+        "",
+        doc="comma-separated CIDRs of the proxies in front of the gateway (e.g. the ingress "
+        "controller's pods) whose X-Forwarded-For names the client; none by default",
+    )
+
+    def __post_init__(self) -> None:
+        # Refused at start: a typo here would otherwise silently trust no proxy, or the wrong one.
+        for part in filter(None, (p.strip() for p in self.trusted_proxies.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError as exc:
+                raise ConfigError(
+                    "invalid configuration for ApiSettings:\n"
+                    f"  - TRUSTED_PROXIES must be comma-separated CIDRs: {exc}"
+                ) from None

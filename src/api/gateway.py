@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import BaseConverter
 
+from api.clients import rate_limited
 from api.identity import login_required
 from api.queries import query_parameters
 from api.upstream import CHUNK_BYTES, RequestBody, Upstream, chunked_body
@@ -168,12 +169,16 @@ bp.record_once(
 
 
 # -- auth -----------------------------------------------------------------------------------
+# Limited per client here, at the edge, where the peer address means something; auth throttles
+# per username behind it, and its 429 (with Retry-After) is relayed like any other answer.
 @bp.post("/auth/register")
+@rate_limited("register")
 def register():
     return forward("auth", "/register")
 
 
 @bp.post("/auth/login")
+@rate_limited("login")
 def login():
     return forward("auth", "/login")
 

@@ -1,11 +1,11 @@
-"""The api service's extension and its one table."""
+"""The api service's extension and its tables."""
 
 from __future__ import annotations
 
 import datetime
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, DateTime, Index, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 db = SQLAlchemy()
@@ -38,3 +38,15 @@ class Post(db.Model):
             "content": self.content,
             "created_at": self.created_at.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
         }
+
+
+class ClientRateLimit(db.Model):
+    """Hits per client and window; written only by api.clients' atomic upsert."""
+
+    __tablename__ = "client_rate_limits"
+    __table_args__ = (Index("client_rate_limits_window_start_idx", "window_start"),)
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -48,6 +48,12 @@ ERROR_RESPONSES = {
     "413": ("ContentTooLarge", "The request body is larger than this endpoint accepts."),
     "415": ("UnsupportedMediaType", "The uploaded file is not a JPEG, PNG, GIF or WebP image."),
     "422": ("UnprocessableContent", "The image cannot be stored (e.g. too many pixels)."),
+    "429": (
+        "TooManyRequests",
+        "Too many attempts: this client is over the gateway's limit (`rate-limited`), or this "
+        "username is backing off after failed logins (`login-throttled`). Retry after the "
+        "seconds in `Retry-After`.",
+    ),
     "502": ("BadGateway", "A service behind the gateway failed or answered something malformed."),
     "503": ("ServiceUnavailable", "The database or a service behind the gateway is unavailable."),
     "504": ("GatewayTimeout", "A service behind the gateway did not answer in time."),
@@ -288,7 +294,7 @@ PATHS = {
             "tags": ["auth"],
             "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Registration")}}},
             "responses": _responses(
-                {"201": _json(_ref("User"), "The new account.")}, "400", "409", "413", *UPSTREAM_ERRORS
+                {"201": _json(_ref("User"), "The new account.")}, "400", "409", "413", "429", *UPSTREAM_ERRORS
             ),
         },
     },
@@ -299,7 +305,12 @@ PATHS = {
             "tags": ["auth"],
             "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Credentials")}}},
             "responses": _responses(
-                {"200": _json(_ref("Token"), "An access token.")}, "400", "401", "413", *UPSTREAM_ERRORS
+                {"200": _json(_ref("Token"), "An access token.")},
+                "400",
+                "401",
+                "413",
+                "429",
+                *UPSTREAM_ERRORS,
             ),
         },
     },
@@ -395,6 +406,16 @@ DOCUMENT = {
         "schemas": SCHEMAS,
         "responses": {
             **{name: _problem(description) for name, description in ERROR_RESPONSES.values()},
+            "TooManyRequests": {
+                **_problem(ERROR_RESPONSES["429"][1]),
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait before trying again.",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    }
+                },
+            },
             # gunicorn refuses a request line over 4094 bytes itself, before the API sees it.
             "UriTooLong": {
                 "description": "The URL is longer than the HTTP server accepts (answered by gunicorn).",

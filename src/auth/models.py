@@ -1,4 +1,4 @@
-"""The auth service's extensions and its one table."""
+"""The auth service's extensions and its tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime
 
 from flask_jwt_extended import JWTManager
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, DateTime, Index, String, func
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 db = SQLAlchemy()
@@ -26,3 +26,15 @@ class User(db.Model):
 
     def __repr__(self) -> str:  # never the hash
         return f"<User {self.id} {self.username!r}>"
+
+
+class LoginThrottle(db.Model):
+    """Failed logins for one username; written only by auth.throttle's atomic statements."""
+
+    __tablename__ = "login_throttles"
+    __table_args__ = (Index("login_throttles_last_attempt_at_idx", "last_attempt_at"),)
+
+    username_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_attempt_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_attempt_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import bcrypt
 from flask import Flask, current_app
+from prometheus_client import Counter
 
 from servicekit.validation import invalid
 
 MIN_CHARACTERS = 8
 # bcrypt reads only the first 72 bytes; longer passwords are refused, never truncated.
 MAX_BYTES = 72
+
+# What login throttling exists to bound: each one is tens to hundreds of ms of a CPU.
+BCRYPT_COMPUTATIONS = Counter(
+    "auth_bcrypt_computations_total",
+    "bcrypt computations, by operation (hash for a new password, check for a login).",
+    ["operation"],
+)
+for _operation in ("hash", "check"):
+    BCRYPT_COMPUTATIONS.labels(_operation)
 
 
 def init_app(app: Flask, rounds: int) -> None:
@@ -34,6 +44,7 @@ def validate_new(password: str) -> bytes:
 
 def hash_password(encoded: bytes) -> str:
     rounds = current_app.extensions["auth.bcrypt_rounds"]
+    BCRYPT_COMPUTATIONS.labels("hash").inc()
     return bcrypt.hashpw(encoded, bcrypt.gensalt(rounds)).decode("ascii")
 
 
@@ -46,5 +57,6 @@ def check_password(password: str, stored_hash: str | None) -> bool:
     usable = 0 < len(encoded) <= MAX_BYTES and b"\x00" not in encoded
     candidate = encoded if usable else b"not-a-possible-password"
     target = stored_hash.encode("ascii") if stored_hash else current_app.extensions["auth.dummy_hash"]
+    BCRYPT_COMPUTATIONS.labels("check").inc()
     matches = bcrypt.checkpw(candidate, target)
     return matches and usable and stored_hash is not None

@@ -11,8 +11,9 @@ from prometheus_client import Counter
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from auth import passwords
+from auth import passwords, throttle
 from auth.models import User, db
+from servicekit.app import settings_of
 from servicekit.errors import ApiError
 from servicekit.validation import invalid, json_object
 
@@ -25,7 +26,7 @@ REGISTRATIONS = Counter("auth_registrations_total", "Registration attempts by ou
 LOGINS = Counter("auth_logins_total", "Login attempts by outcome.", ["outcome"])
 for _outcome in ("created", "duplicate", "invalid"):
     REGISTRATIONS.labels(_outcome)
-for _outcome in ("success", "failure", "invalid"):
+for _outcome in ("success", "failure", "invalid", "throttled"):
     LOGINS.labels(_outcome)
 
 
@@ -62,6 +63,16 @@ def login():
     except ApiError:
         LOGINS.labels("invalid").inc()
         raise
+    # Before anything costly, and alike for names no account has (see auth/throttle.py).
+    claim = throttle.claim_attempt(body["username"], settings_of(current_app))
+    if not claim.allowed:
+        LOGINS.labels("throttled").inc()
+        raise ApiError(
+            429,
+            "Too many failed logins for this username; try again later.",
+            type_="login-throttled",
+            headers={"Retry-After": str(claim.retry_after_seconds)},
+        )
     # A name no account can have (NUL, a lone surrogate, ...) is an unknown user, not a query.
     user = None
     if USERNAME.fullmatch(body["username"]):
@@ -71,6 +82,7 @@ def login():
     if not passwords.check_password(body["password"], user.password_hash if user else None):
         LOGINS.labels("failure").inc()
         raise ApiError(401, "Unknown username or wrong password.", type_="invalid-credentials")
+    throttle.reset(body["username"])
     LOGINS.labels("success").inc()
     token = create_access_token(identity=str(user.id), additional_claims={"username": user.username})
     lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]

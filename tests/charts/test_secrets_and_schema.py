@@ -125,6 +125,12 @@ REJECTIONS = [
     ),
     ("a misspelt reconcile value", ["--set", "images.reconcile.gracePeriod=60"], ["gracePeriod"]),
     (
+        "a trusted proxy that is no address",
+        ["--set", "api.trustedProxies={ingress-nginx}"],
+        ["/api/trustedProxies/0"],
+    ),
+    ("a login limit of nothing", ["--set", "api.rateLimit.login=0"], ["/api/rateLimit/login"]),
+    (
         "a grace period shorter than the drain",
         ["--set", "api.terminationGracePeriodSeconds=10"],
         ["terminationGracePeriodSeconds (10) must be longer"],

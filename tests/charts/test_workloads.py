@@ -587,3 +587,25 @@ def test_a_scrape_timeout_longer_than_the_interval_is_refused(template, interval
         f"monitoring.serviceMonitor.scrapeTimeout ({timeout or '10s'}) must not be longer than "
         f"monitoring.serviceMonitor.interval ({interval})"
     ) in result.stderr
+
+
+def test_the_gateway_gets_its_rate_limits_and_trusts_no_proxy_by_default(render):
+    config = config_map(render, "api")
+
+    assert config["RATE_LIMIT_WINDOW_SECONDS"] == "60"
+    assert config["RATE_LIMIT_LOGIN"] == "30"
+    assert config["RATE_LIMIT_REGISTER"] == "10"
+    assert config["TRUSTED_PROXIES"] == ""
+    assert "TRUSTED_PROXIES" not in config_map(render, "auth")
+
+
+def test_trusted_proxies_reach_the_gateway_as_a_comma_separated_list(template):
+    rendered = template(
+        "--set",
+        "api.trustedProxies={10.0.0.0/8,fd00::/8}",
+        "--show-only",
+        "charts/api/templates/configmap.yaml",
+    )
+
+    assert rendered.returncode == 0, rendered.stderr
+    assert 'TRUSTED_PROXIES: "10.0.0.0/8,fd00::/8"' in rendered.stdout

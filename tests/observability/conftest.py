@@ -75,6 +75,11 @@ def drive_traffic(stack: Stack) -> Traffic:
     bearer = {"Authorization": f"Bearer {token}"}
     assert _post(f"{auth}/verify", headers=bearer).status_code == 200
     traffic.token = token
+    # A username past its free failures: the next attempt is throttled without a bcrypt check.
+    guessed = f"u{uuid.uuid4().hex[:10]}"
+    for _ in range(5):
+        assert _post(f"{auth}/login", json={"username": guessed, "password": "guess"}).status_code == 401
+    assert _post(f"{auth}/login", json={"username": guessed, "password": "guess"}).status_code == 429
 
     if "images" in services:
         images = services["images"].url

@@ -7,6 +7,8 @@ MinIO ones against a live MinIO server).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import requests
 
@@ -70,6 +72,33 @@ def test_every_service_metric_named_by_a_dashboard_or_alert_is_exported(platform
             if service in running and metric not in scraped[service]:
                 missing.append(f"{metric} (expected from {service})")
     assert not missing, f"named in dashboards or alerts but not exported: {missing}"
+
+
+# Series the brute-force runbook reads that no dashboard panel shows, with the label values it uses.
+BRUTE_FORCE_SERIES = {
+    "auth": {
+        "auth_logins_total": ("outcome", {"success", "failure", "invalid", "throttled"}),
+        "auth_bcrypt_computations_total": ("operation", {"hash", "check"}),
+    },
+    "api": {"api_rate_limited_total": ("scope", {"login", "register"})},
+}
+
+
+@pytest.mark.integration
+def test_the_login_throttling_and_rate_limit_series_are_exported(platform_stack, traffic):
+    for service, metrics in BRUTE_FORCE_SERIES.items():
+        response = requests.get(f"{platform_stack.services[service].url}/metrics", timeout=10)
+        for metric, (label, values) in metrics.items():
+            exported = set(re.findall(rf'^{metric}{{{label}="([^"]+)"}} ', response.text, re.MULTILINE))
+            assert values <= exported, (
+                f"{service} exports {metric} for {sorted(exported)}, not {sorted(values)}"
+            )
+    throttled = re.search(
+        r'^auth_logins_total{outcome="throttled"} (\S+)$',
+        requests.get(f"{platform_stack.services['auth'].url}/metrics", timeout=10).text,
+        re.MULTILINE,
+    )
+    assert throttled and float(throttled.group(1)) >= 1
 
 
 @pytest.mark.integration

@@ -270,7 +270,16 @@ def images_service(database_urls, jwt_secret, minio):
 @pytest.fixture(scope="session")
 def gateway(database_urls, jwt_secret, auth_service, images_service):
     """The whole path a client takes: the api under gunicorn, real auth, real images."""
-    environ = api_environ(database_urls["api"], jwt_secret, auth_service.url, images_service.url)
+    # Limits high enough that the contract run checks what auth answers, not mostly the
+    # gateway's 429 (the limits themselves: test_rate_limits.py).
+    environ = api_environ(
+        database_urls["api"],
+        jwt_secret,
+        auth_service.url,
+        images_service.url,
+        RATE_LIMIT_LOGIN="100000",
+        RATE_LIMIT_REGISTER="100000",
+    )
     service = ServiceProcess("api", free_port(), environ).start()
     yield service
     service.stop()

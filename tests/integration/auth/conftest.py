@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from devstack.postgres import PostgresServer
 from servicekit import migrations
@@ -17,3 +18,23 @@ def own_postgres():
     yield server, url
     server.resume()
     server.destroy()
+
+
+@pytest.fixture
+def time_passes(database_urls):
+    """Move every login throttle's clock back, as if ``seconds`` had passed, instead of sleeping."""
+    engine = create_engine(database_urls["auth"])
+
+    def advance(seconds: float) -> None:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE login_throttles SET "
+                    "next_attempt_at = next_attempt_at - make_interval(secs => :s), "
+                    "last_attempt_at = last_attempt_at - make_interval(secs => :s)"
+                ),
+                {"s": seconds},
+            )
+
+    yield advance
+    engine.dispose()

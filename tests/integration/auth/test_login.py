@@ -70,8 +70,11 @@ def test_wrong_credentials_all_get_the_same_401(auth_client, register_user, user
 
 @pytest.fixture
 def costly_auth_client(database_urls, jwt_secret, clean_databases):
-    # A real cost factor makes bcrypt dominate, as it does in production.
-    environ = service_environ("auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="10")
+    # A real cost factor makes bcrypt dominate, as it does in production; enough free failures
+    # that the repeated wrong passwords are all checked rather than throttled.
+    environ = service_environ(
+        "auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="10", LOGIN_FREE_FAILURES="20"
+    )
     return auth.create_app(config.load(AuthSettings, environ)).test_client()
 
 

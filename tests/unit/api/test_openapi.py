@@ -45,3 +45,12 @@ def test_every_authenticated_operation_documents_401_and_the_upstream_failures()
         for method, operation in item.items():
             if operation.get("security"):
                 assert {"401", "502", "503", "504"} <= set(operation["responses"]), (method, path)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/login", "/api/v1/auth/register"])
+def test_login_and_register_document_the_429_with_its_retry_after(path):
+    answer = DOCUMENT["paths"][path]["post"]["responses"]["429"]
+    component = DOCUMENT["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+
+    assert "application/problem+json" in component["content"]
+    assert component["headers"]["Retry-After"]["required"] is True

@@ -100,6 +100,14 @@ def sign_in(session):
             f"login as {USERNAME} refused: the account exists with another password (was the helm test "
             f"Secret replaced, or is the name someone else's? set tests.username): {login.text[:300]}"
         )
+    if login.status_code == 429:
+        # Earlier runs with a wrong password put the name in backoff, or this pod's address is over
+        # the gateway's limit: either way waiting is the remedy, and the message says how long.
+        raise StepFailed(
+            f"login as {USERNAME} throttled for {login.headers.get('Retry-After', '?')} s: too many failed "
+            f"logins for this name, or too many requests from this address; run the test again later: "
+            f"{login.text[:300]}"
+        )
     return {"Authorization": f"Bearer {expect(login, 200, 'login').json()['access_token']}"}
 
 

@@ -32,6 +32,10 @@ data:
   {{- if eq $service "api" }}
   AUTH_SERVICE_URL: {{ include "platform-lib.serviceUrl" (dict "root" $root "service" "auth") | quote }}
   IMAGES_SERVICE_URL: {{ include "platform-lib.serviceUrl" (dict "root" $root "service" "images") | quote }}
+  RATE_LIMIT_WINDOW_SECONDS: {{ $values.rateLimit.windowSeconds | quote }}
+  RATE_LIMIT_LOGIN: {{ $values.rateLimit.login | quote }}
+  RATE_LIMIT_REGISTER: {{ $values.rateLimit.register | quote }}
+  TRUSTED_PROXIES: {{ join "," $values.trustedProxies | quote }}
   {{- end }}
   {{- if eq $service "images" }}
   S3_ENDPOINT_URL: {{ include "platform-lib.objectStorageEndpoint" $root | quote }}
