@@ -87,7 +87,7 @@ BRUTE_FORCE_SERIES = {
 @pytest.mark.integration
 def test_the_login_throttling_and_rate_limit_series_are_exported(platform_stack, traffic):
     for service, metrics in BRUTE_FORCE_SERIES.items():
-        response = requests.get(f"{platform_stack.services[service].url}/metrics", timeout=10)
+        response = requests.get(f"{platform_stack.services[service].metrics_url}/metrics", timeout=10)
         for metric, (label, values) in metrics.items():
             exported = set(re.findall(rf'^{metric}{{{label}="([^"]+)"}} ', response.text, re.MULTILINE))
             assert values <= exported, (
@@ -95,7 +95,7 @@ def test_the_login_throttling_and_rate_limit_series_are_exported(platform_stack,
             )
     throttled = re.search(
         r'^auth_logins_total{outcome="throttled"} (\S+)$',
-        requests.get(f"{platform_stack.services['auth'].url}/metrics", timeout=10).text,
+        requests.get(f"{platform_stack.services['auth'].metrics_url}/metrics", timeout=10).text,
         re.MULTILINE,
     )
     assert throttled and float(throttled.group(1)) >= 1

@@ -35,7 +35,7 @@ def costly_auth(database_urls, jwt_secret, clean_databases):
 
 
 def bcrypt_checks(service: ServiceProcess) -> float:
-    text = requests.get(f"{service.url}/metrics", timeout=10).text
+    text = requests.get(f"{service.metrics_url}/metrics", timeout=10).text
     match = re.search(r'^auth_bcrypt_computations_total\{operation="check"\} (\S+)$', text, re.MULTILINE)
     assert match, "auth_bcrypt_computations_total is not exported"
     return float(match.group(1))
