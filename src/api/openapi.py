@@ -60,6 +60,8 @@ ERROR_RESPONSES = {
 }
 UPSTREAM_ERRORS = ("502", "503", "504")
 
+# The images service's own bound (images/routes.py); images are still paged by offset.
+IMAGES_MAX_OFFSET = 1_000_000
 PAGE_PARAMETERS = [
     {
         "name": "limit",
@@ -78,14 +80,34 @@ PAGE_PARAMETERS = [
         "in": "query",
         "required": False,
         "description": "Items to skip.",
-        "schema": {"type": "integer", "minimum": 0, "maximum": posts.MAX_OFFSET, "default": 0},
+        "schema": {"type": "integer", "minimum": 0, "maximum": IMAGES_MAX_OFFSET, "default": 0},
+    },
+]
+# Posts are paged by cursor (keyset): every page costs the same, however deep.
+POST_PAGE_PARAMETERS = [
+    PAGE_PARAMETERS[0],
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "Where the page starts: the `next_cursor` of the previous page (opaque; "
+        "a cursor the API did not issue is a 400). Leave it out for the first page.",
+        "schema": {"type": "string", "pattern": f"^{posts.CURSOR_SYNTAX.pattern}$"},
+    },
+    {
+        "name": "offset",
+        "in": "query",
+        "required": False,
+        "deprecated": True,
+        "description": "No longer supported: only 0 (the first page) is accepted; page with `cursor`.",
+        "schema": {"type": "integer", "const": 0},
     },
 ]
 BEARER = [{"bearerAuth": []}]
 
 
 def _page(item: dict, max_items: int) -> dict:
-    """A page of a list: posts and images are paged alike, by limit and offset."""
+    """A page of a list paged by limit and offset (images)."""
     return {
         "type": "object",
         "required": ["items", "limit", "offset", "next_offset"],
@@ -97,6 +119,24 @@ def _page(item: dict, max_items: int) -> dict:
             "next_offset": {
                 "type": ["integer", "null"],
                 "description": "The offset of the next page, or null on the last page.",
+            },
+        },
+    }
+
+
+def _cursor_page(item: dict, max_items: int) -> dict:
+    """A page of a list paged by cursor."""
+    return {
+        "type": "object",
+        "required": ["items", "limit", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "items": item, "maxItems": max_items},
+            "limit": {"type": "integer", "minimum": 1, "maximum": max_items},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "pattern": f"^{posts.CURSOR_SYNTAX.pattern}$",
+                "description": "Pass as `cursor` for the next page; null on the last page.",
             },
         },
     }
@@ -143,7 +183,7 @@ SCHEMAS = {
             "created_at": {"type": "string", "format": "date-time", "description": "UTC, ISO 8601"},
         },
     },
-    "PostPage": _page(_ref("Post"), posts.MAX_PAGE_SIZE),
+    "PostPage": _cursor_page(_ref("Post"), posts.MAX_PAGE_SIZE),
     "NewPost": {
         "type": "object",
         "required": ["content"],
@@ -241,7 +281,7 @@ PATHS = {
             "operationId": "listPosts",
             "summary": "Everyone's posts, newest first.",
             "tags": ["posts"],
-            "parameters": PAGE_PARAMETERS,
+            "parameters": POST_PAGE_PARAMETERS,
             "responses": _responses({"200": _json(_ref("PostPage"), "A page of posts.")}, "400", "503"),
         },
         "post": {
@@ -261,7 +301,7 @@ PATHS = {
             "summary": "The caller's own posts, newest first.",
             "tags": ["posts"],
             "security": BEARER,
-            "parameters": PAGE_PARAMETERS,
+            "parameters": POST_PAGE_PARAMETERS,
             "responses": _responses(
                 {"200": _json(_ref("PostPage"), "A page of the caller's posts.")},
                 "400",

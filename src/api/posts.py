@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
 import logging
+import re
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from prometheus_client import Counter
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 
 from api.identity import current_caller, login_required
 from api.models import Post, db
@@ -24,7 +27,15 @@ MAX_CONTENT_CHARACTERS = 10_000
 MAX_TITLE_CHARACTERS = 200
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
-MAX_OFFSET = 1_000_000
+# A page's cursor: urlsafe base64, unpadded, of "<created_at in microseconds since 1970>.<id>" of
+# its last post. Opaque to clients, who pass back what they were given.
+CURSOR_SYNTAX = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CURSOR_RULE = "must be a next_cursor from an earlier page"
+OFFSET_RULE = (
+    "paging by offset is no longer supported (only offset=0); pass the previous page's next_cursor as cursor"
+)
+_CURSOR_POSITION = re.compile(r"(0|-?[1-9][0-9]{0,17})\.([1-9][0-9]{0,18})")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 # PostgreSQL text cannot hold NUL; content must have something besides whitespace. The checks
 # are plain string operations, linear in the length: a regular expression for "not only
 # whitespace" is easily one that backtracks quadratically (10,000 characters ending in NUL cost a
@@ -66,44 +77,85 @@ def valid_title(value: str) -> str:
     return value
 
 
-def _page() -> tuple[int, int]:
+def encode_cursor(post: Post) -> str:
+    """The position just after ``post`` in the (created_at, id) newest-first order."""
+    since_epoch = post.created_at - _EPOCH
+    micros = (since_epoch.days * 86_400 + since_epoch.seconds) * 1_000_000 + since_epoch.microseconds
+    return base64.urlsafe_b64encode(f"{micros}.{post.id}".encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime.datetime, int]:
+    """A cursor this service issued, back as (created_at, id); anything else is a 400.
+
+    Strict on purpose: only the one spelling encode_cursor produces is accepted (no padding, no
+    other alphabet, no leading zeros or signs), so a cursor names exactly one position.
+    """
+    refused = invalid("cursor", CURSOR_RULE)
+    if not CURSOR_SYNTAX.fullmatch(cursor):
+        raise refused
+    try:
+        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        raise refused from None
+    match = _CURSOR_POSITION.fullmatch(decoded)
+    # Only the canonical encoding: base64 lets the last character carry bits the decoder drops.
+    if match is None or base64.urlsafe_b64encode(decoded.encode()).rstrip(b"=").decode() != cursor:
+        raise refused
+    micros, post_id = int(match[1]), int(match[2])
+    if not 1 <= post_id <= MAX_POST_ID:
+        raise refused
+    try:
+        created_at = _EPOCH + datetime.timedelta(microseconds=micros)
+    except OverflowError:
+        raise refused from None
+    return created_at, post_id
+
+
+def _page() -> tuple[int, tuple[datetime.datetime, int] | None]:
     limit = query_int("limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
-    offset = query_int("offset", 0, minimum=0, maximum=MAX_OFFSET)
-    return limit, offset
+    # Offsets are gone: a deep one made the database walk and discard every row before it.
+    # offset=0 still means the first page, for clients that spelt it out.
+    if request.args.get("offset", "0") != "0":
+        raise invalid("offset", OFFSET_RULE)
+    cursor = request.args.get("cursor")
+    return limit, None if cursor is None else decode_cursor(cursor)
 
 
-def _listing(query, limit: int, offset: int):
+def page_query(query, limit: int, after: tuple[datetime.datetime, int] | None):
+    """One page of ``query``, newest first, after the position ``after``.
+
+    Keyset paging: every page is the same index range scan of limit + 1 rows, however deep
+    (posts_created_at_id_idx for everyone's, posts_user_id_created_at_id_idx for one user's).
+    """
+    if after is not None:
+        query = query.where(tuple_(Post.created_at, Post.id) < tuple_(*after))
     # One row more than asked tells whether another page exists without counting the table.
-    rows = (
-        db.session.execute(
-            query.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1).offset(offset)
-        )
-        .scalars()
-        .all()
-    )
-    has_more = len(rows) > limit
+    return query.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1)
+
+
+def _listing(query):
+    limit, after = _page()
+    rows = db.session.execute(page_query(query, limit, after)).scalars().all()
+    page = rows[:limit]
     return jsonify(
-        items=[post.to_json() for post in rows[:limit]],
+        items=[post.to_json() for post in page],
         limit=limit,
-        offset=offset,
-        next_offset=offset + limit if has_more else None,
+        next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None,
     )
 
 
 @bp.get("")
-@query_parameters("limit", "offset")
+@query_parameters("limit", "cursor", "offset")
 def list_posts():
-    limit, offset = _page()
-    return _listing(select(Post), limit, offset)
+    return _listing(select(Post))
 
 
 @bp.get("/my")
-@query_parameters("limit", "offset")
+@query_parameters("limit", "cursor", "offset")
 @login_required
 def my_posts():
-    limit, offset = _page()
     caller = current_caller()
-    return _listing(select(Post).where(Post.user_id == caller.user_id), limit, offset)
+    return _listing(select(Post).where(Post.user_id == caller.user_id))
 
 
 @bp.post("")

@@ -55,15 +55,38 @@ _default_deadline_seconds = 10.0
 _deadline_override = contextvars.ContextVar("database_deadline", default=None)
 
 
+def _connect_timeout_seconds(connection) -> float | None:
+    """The connection's own connect_timeout (DB_CONNECT_TIMEOUT_SECONDS, via engine_options)."""
+    try:
+        value = float(psycopg2.extensions.parse_dsn(connection.dsn).get("connect_timeout", 0))
+    except (psycopg2.ProgrammingError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
 def _wait_with_deadline(connection) -> None:
     """psycopg2 wait callback: like psycopg2.extras.wait_select, but gives up at a deadline."""
-    deadline = time.monotonic() + (_deadline_override.get() or _default_deadline_seconds)
+    seconds = _deadline_override.get() or _default_deadline_seconds
+    connecting = connection.status == psycopg2.extensions.STATUS_SETUP
+    if connecting:
+        # With a wait callback set, psycopg2 connects through libpq's asynchronous API, which
+        # ignores connect_timeout: a server that accepts the TCP connection and never answers
+        # (or never accepts it) would hold the request for the statement deadline instead. So the
+        # callback enforces connect_timeout itself, from the start of the attempt.
+        connect_timeout = _connect_timeout_seconds(connection)
+        if connect_timeout is not None:
+            seconds = min(seconds, connect_timeout)
+    deadline = time.monotonic() + seconds
     while True:
         state = connection.poll()
         if state == psycopg2.extensions.POLL_OK:
             return
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            if connecting:
+                raise psycopg2.OperationalError(
+                    f"could not connect to server: no answer within {seconds:g} s while connecting"
+                )
             # Worded as libpq words a lost connection, which SQLAlchemy recognises as a
             # disconnect: the connection is dropped from the pool, not handed out again
             # mid-conversation. (Closing it here would deadlock on psycopg2's connection lock.)
@@ -104,6 +127,7 @@ def engine_options(settings: ServiceSettings, application_name: str) -> dict:
         # Statement parameters (a password hash, a user's data) never reach an error message or a log.
         "hide_parameters": True,
         "connect_args": {
+            # Read back by _wait_with_deadline, which enforces it (libpq's async connect does not).
             "connect_timeout": settings.db_connect_timeout,
             "application_name": application_name,
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
+
+from api.models import db
 
 from servicekit.metrics import exposition
 
@@ -144,7 +147,7 @@ def test_the_public_listing_needs_no_token_and_is_newest_first(api_client, accou
     body = response.get_json()
     assert [p["id"] for p in body["items"]] == [third["id"], second["id"], first["id"]]
     assert body["items"][1] == second
-    assert (body["limit"], body["offset"], body["next_offset"]) == (20, 0, None)
+    assert (body["limit"], body["next_cursor"]) == (20, None)
 
 
 def test_my_posts_lists_only_the_callers_posts(api_client, account):
@@ -160,28 +163,113 @@ def test_my_posts_lists_only_the_callers_posts(api_client, account):
     assert api_client.get("/api/v1/posts/my").status_code == 401
 
 
-def test_paging_walks_every_post_once_and_reports_the_last_page(api_client, account):
+def walk(client, path: str, limit: int, headers=None, between_pages=lambda: None) -> tuple[list[int], int]:
+    """Follow next_cursor from the first page to the last: (the ids seen, in order; pages)."""
+    seen, query, pages = [], f"limit={limit}", 0
+    while True:
+        response = client.get(f"{path}?{query}", headers=headers)
+        assert response.status_code == 200, response.get_json()
+        page = response.get_json()
+        assert set(page) == {"items", "limit", "next_cursor"}
+        assert page["limit"] == limit and len(page["items"]) <= limit
+        seen += [post["id"] for post in page["items"]]
+        pages += 1
+        if page["next_cursor"] is None:
+            return seen, pages
+        query = f"limit={limit}&cursor={page['next_cursor']}"
+        between_pages()
+
+
+def test_paging_walks_every_post_once_newest_first_and_ends_with_a_null_cursor(api_client, account):
     _, headers = account()
     ids = [create_post(api_client, headers, content=f"post {i}")["id"] for i in range(7)]
 
-    seen, offset, pages = [], 0, 0
-    while offset is not None:
-        page = api_client.get(f"/api/v1/posts?limit=3&offset={offset}").get_json()
-        seen += [p["id"] for p in page["items"]]
-        offset = page["next_offset"]
-        pages += 1
+    seen, pages = walk(api_client, "/api/v1/posts", limit=3)
 
     assert seen == list(reversed(ids))
     assert pages == 3
-    mine = api_client.get("/api/v1/posts/my?limit=7", headers=headers).get_json()
-    assert len(mine["items"]) == 7
-    assert mine["next_offset"] is None
+    exact = api_client.get("/api/v1/posts?limit=7").get_json()
+    assert len(exact["items"]) == 7
+    assert exact["next_cursor"] is None
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [("limit=1", 1), ("limit=100", 5), ("offset=4", 1), ("offset=5", 0), ("offset=1000000", 0)],
-)
+def test_posts_written_while_paging_neither_repeat_nor_hide_the_posts_already_listed(api_client, account):
+    _, alice = account("alice")
+    _, bob = account("bob")
+    ids = [create_post(api_client, alice, content=f"before {i}")["id"] for i in range(8)]
+    written = []
+
+    # With offsets, each new post pushed an already listed one onto the next page (listed twice).
+    seen, _ = walk(
+        api_client,
+        "/api/v1/posts",
+        limit=3,
+        between_pages=lambda: written.append(create_post(api_client, bob, content="meanwhile")["id"]),
+    )
+
+    assert seen == list(reversed(ids))
+    assert len(written) == 2
+    # Newer than where the walk started, the new posts are on a first page fetched afresh.
+    first_page = api_client.get("/api/v1/posts?limit=2").get_json()["items"]
+    assert [post["id"] for post in first_page] == list(reversed(written))
+
+
+def test_a_page_after_its_last_post_was_deleted_continues_where_it_was(api_client, account):
+    _, headers = account()
+    ids = [create_post(api_client, headers, content=f"post {i}")["id"] for i in range(5)]
+    first = api_client.get("/api/v1/posts?limit=2").get_json()
+    assert api_client.delete(f"/api/v1/posts/{ids[3]}", headers=headers).status_code == 204
+
+    rest = api_client.get(f"/api/v1/posts?limit=10&cursor={first['next_cursor']}").get_json()
+
+    assert [post["id"] for post in rest["items"]] == [ids[2], ids[1], ids[0]]
+
+
+def test_posts_with_the_same_created_at_are_each_listed_once_by_id(api_client, account, clean_databases):
+    user, headers = account()
+    engine = create_engine(clean_databases["api"])
+    with engine.begin() as connection:
+        # Written in one statement, so they share one transaction timestamp.
+        same_instant = (
+            connection.execute(
+                text(
+                    "INSERT INTO posts (user_id, username, content, created_at) "
+                    "SELECT :user_id, 'alice', 'same instant ' || n, '2030-01-01T00:00:00.123456Z' "
+                    "FROM generate_series(1, 5) AS n RETURNING id"
+                ),
+                {"user_id": user["id"]},
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    older = create_post(api_client, headers, content="now")["id"]
+
+    for path, auth in (("/api/v1/posts", None), ("/api/v1/posts/my", headers)):
+        seen, _ = walk(api_client, path, limit=2, headers=auth)
+        assert seen == [*sorted(same_instant, reverse=True), older]
+
+
+def test_my_posts_pages_through_the_callers_posts_only(api_client, account):
+    _, alice = account("alice")
+    _, bob = account("bob")
+    mine = []
+    for i in range(5):
+        mine.append(create_post(api_client, alice, content=f"alice {i}")["id"])
+        create_post(api_client, bob, content=f"bob {i}")
+
+    seen, pages = walk(api_client, "/api/v1/posts/my", limit=2, headers=alice)
+
+    assert seen == list(reversed(mine))
+    assert pages == 3
+    # A cursor from alice's listing gives bob his own posts after that position, never hers.
+    cursor = api_client.get("/api/v1/posts/my?limit=1", headers=alice).get_json()["next_cursor"]
+    bobs = api_client.get(f"/api/v1/posts/my?cursor={cursor}", headers=bob).get_json()["items"]
+    assert {post["username"] for post in bobs} == {"bob"}
+    assert api_client.get(f"/api/v1/posts/my?cursor={cursor}").status_code == 401
+
+
+@pytest.mark.parametrize(("query", "expected"), [("limit=1", 1), ("limit=100", 5), ("", 5), ("offset=0", 5)])
 def test_paging_edges(api_client, account, query, expected):
     _, headers = account()
     for i in range(5):
@@ -201,9 +289,6 @@ def test_paging_edges(api_client, account, query, expected):
         "limit=",
         "limit=1.5",
         "limit=²",
-        "offset=-1",
-        "offset=x",
-        "offset=1000001",
         "limit=99999999999999999999999",
     ],
 )
@@ -213,6 +298,70 @@ def test_bad_paging_parameters_are_400(api_client, account, query):
     response = api_client.get(f"/api/v1/posts/my?{query}", headers=headers)
     assert response.status_code == 400
     assert response.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize("offset", ["1", "20", "1000000", "-1", "x", "00", ""])
+def test_offsets_are_refused_with_a_pointer_to_the_cursor(api_client, account, offset):
+    _, headers = account()
+    for path, auth in (("/api/v1/posts", None), ("/api/v1/posts/my", headers)):
+        response = api_client.get(f"{path}?offset={offset}", headers=auth)
+
+        assert response.status_code == 400
+        assert response.content_type == "application/problem+json"
+        [error] = response.get_json()["errors"]
+        assert error["field"] == "offset"
+        assert "next_cursor as cursor" in error["message"]
+
+
+def b64(text_: str) -> str:
+    return base64.urlsafe_b64encode(text_.encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "!!!!",
+        "not a cursor",
+        "A" * 65,
+        b64("1700000000000000.1") + "=",  # padded
+        b64("1700000000000000.1").replace("M", "+"),  # the other base64 alphabet
+        b64("1700000000000000"),
+        b64("1700000000000000.0"),
+        b64("1700000000000000.-1"),
+        b64(f"1700000000000000.{2**63}"),
+        b64("01700000000000000.1"),
+        b64("1700000000000000.01"),
+        b64("+1700000000000000.1"),
+        b64(" 1700000000000000.1"),
+        b64("1700000000000000.1\n"),
+        b64("999999999999999999.1"),  # after the year 9999
+        b64("-99999999999999999.1"),  # before the year 1
+        b64("1700000000000000.\u0661"),  # an Arabic-Indic digit
+        b64("1.5.1"),
+        base64.urlsafe_b64encode(b"\xff\xfe.1").rstrip(b"=").decode(),
+    ],
+)
+def test_a_cursor_the_api_did_not_issue_is_400(api_client, account, cursor):
+    _, headers = account()
+    for path, auth in (("/api/v1/posts", None), ("/api/v1/posts/my", headers)):
+        response = api_client.get(f"{path}?cursor={quote(cursor)}", headers=auth)
+
+        assert response.status_code == 400, cursor
+        assert response.content_type == "application/problem+json"
+        assert response.get_json()["errors"] == [
+            {"field": "cursor", "message": "must be a next_cursor from an earlier page"}
+        ]
+
+
+def test_a_cursor_whose_last_character_carries_stray_bits_is_400(api_client):
+    canonical = b64("1700000000000000.12")  # 19 bytes: the last character holds 4 spare bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    stray = canonical[:-1] + alphabet[alphabet.index(canonical[-1]) + 1]
+    assert base64.urlsafe_b64decode(stray + "==") == base64.urlsafe_b64decode(canonical + "==")
+
+    assert api_client.get(f"/api/v1/posts?cursor={canonical}").status_code == 200
+    assert api_client.get(f"/api/v1/posts?cursor={stray}").status_code == 400
 
 
 def test_deleting_ones_own_post_removes_it(api_client, account):
@@ -294,3 +443,61 @@ def test_posts_metrics_count_creations_and_deletions(api_client, account):
 
     assert sample("api_posts_created_total") == created + 1
     assert sample("api_posts_deleted_total") == deleted + 1
+
+
+@pytest.fixture
+def listing_statements(api_app):
+    """The SQL (and parameters) of every posts listing the app runs while the test does."""
+    captured: list[tuple[str, dict]] = []
+    with api_app.app_context():
+        engine = db.engine
+
+    def record(_connection, _cursor, statement, parameters, _context, _executemany):
+        if "FROM posts" in statement and "ORDER BY" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield captured
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def query_plan(database_url: str, statement: str, parameters: dict) -> str:
+    engine = create_engine(database_url)
+    connection = engine.raw_connection()
+    try:
+        with connection.cursor() as cursor:
+            # A handful of rows makes a sequential scan the cheapest plan; with that option taken
+            # away the planner shows whether the index can serve the query in its order at all.
+            cursor.execute("SET enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {statement}", parameters)
+            return "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [("/api/v1/posts", "posts_created_at_id_idx"), ("/api/v1/posts/my", "posts_user_id_created_at_id_idx")],
+)
+def test_every_page_is_the_same_index_range_scan_with_no_offset(
+    api_client, account, clean_databases, listing_statements, listing
+):
+    path, index = listing
+    _, headers = account()
+    for i in range(7):
+        create_post(api_client, headers, content=f"post {i}")
+
+    _, pages = walk(api_client, path, limit=2, headers=headers)
+
+    assert pages == 4
+    statements = [statement for statement, _ in listing_statements]
+    assert len(statements) == 4
+    assert not any("OFFSET" in statement.upper() for statement in statements)
+    # Every page after the first is one statement, only its parameters differ.
+    assert len(set(statements[1:])) == 1
+    for statement, parameters in listing_statements[1:]:
+        plan = query_plan(clean_databases["api"], statement, parameters)
+        assert f"Index Scan Backward using {index}" in plan, plan
+        assert "Sort" not in plan, plan
+        assert "Index Cond" in plan and "created_at, id) <" in plan.replace("ROW(", "("), plan

@@ -16,6 +16,7 @@ from devstack.wait import wait_until
 from servicekit import config
 from servicekit.database import READINESS_DEADLINE_SECONDS
 from tests.conftest import service_environ
+from tests.integration.conftest import CONNECT_TIMEOUT_SECONDS, assert_503_within_connect_timeout
 
 STATEMENT_TIMEOUT_SECONDS = 1
 SLACK_SECONDS = 2  # servicekit waits this long past statement_timeout before giving up itself
@@ -73,3 +74,25 @@ def test_statement_parameters_never_appear_in_database_errors(client):
 
     assert "$2b$" not in str(raised.value)
     assert "hidden due to hide_parameters" in str(raised.value)
+
+
+def test_a_database_that_never_completes_the_connect_gives_503_within_the_connect_timeout(
+    unanswering_database_url, jwt_secret
+):
+    environ = service_environ(
+        "auth",
+        unanswering_database_url,
+        jwt_secret,
+        BCRYPT_ROUNDS="4",
+        DB_CONNECT_TIMEOUT_SECONDS=str(CONNECT_TIMEOUT_SECONDS),
+    )
+    client = auth.create_app(config.load(AuthSettings, environ)).test_client()
+    body = {"username": "alice", "password": "correct horse"}
+
+    login = assert_503_within_connect_timeout("auth POST /login", lambda: client.post("/login", json=body))
+    ready = assert_503_within_connect_timeout(
+        "auth GET /ready", lambda: client.get("/ready"), waits_for_connect=False
+    )
+
+    assert login.get_json()["type"].endswith("/dependency-unavailable")
+    assert ready.get_json()["checks"]["database"]["status"] == "unavailable"

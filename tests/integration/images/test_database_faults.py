@@ -13,8 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+import images
 from devstack.services import ServiceProcess
 from devstack.wait import free_port, wait_until
+from images.config import ImagesSettings
+from servicekit import config
+from tests.integration.conftest import CONNECT_TIMEOUT_SECONDS, assert_503_within_connect_timeout
 from tests.integration.images.conftest import image_bytes
 
 
@@ -104,3 +108,25 @@ def test_an_upload_whose_row_cannot_be_marked_committed_answers_503_and_leaves_n
     assert response.status_code == 503
     assert response.get_json()["type"].endswith("/upload-interrupted")
     assert stored() == ([], [])
+
+
+def test_a_database_that_never_completes_the_connect_gives_503_within_the_connect_timeout(
+    unanswering_database_url, images_environ, alice
+):
+    environ = {
+        **images_environ,
+        "DATABASE_URL": unanswering_database_url,
+        "DB_CONNECT_TIMEOUT_SECONDS": str(CONNECT_TIMEOUT_SECONDS),
+    }
+    client = images.create_app(config.load(ImagesSettings, environ)).test_client()
+
+    listing = assert_503_within_connect_timeout(
+        "images GET /images", lambda: client.get("/images", headers=alice)
+    )
+    ready = assert_503_within_connect_timeout(
+        "images GET /ready", lambda: client.get("/ready"), waits_for_connect=False
+    )
+
+    assert listing.get_json()["type"].endswith("/dependency-unavailable")
+    assert ready.get_json()["checks"]["database"]["status"] == "unavailable"
+    assert ready.get_json()["checks"]["object_store"]["status"] == "ok"

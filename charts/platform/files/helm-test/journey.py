@@ -148,6 +148,9 @@ def journey(session):
     mine = expect(session.get(f"{API_URL}/api/v1/posts/my", headers=auth, timeout=TIMEOUT), 200, "my posts")
     if [item["id"] for item in mine.json()["items"]] != [post["id"]]:
         raise StepFailed(f"my posts should be exactly the new post: {mine.text[:300]}")
+    # Post lists are paged by cursor; a list that fits its page says there is no next one.
+    if "next_cursor" not in mine.json() or mine.json()["next_cursor"] is not None:
+        raise StepFailed(f"my posts should be one page with a null next_cursor: {mine.text[:300]}")
 
     step("upload an image")
     image = expect(
