@@ -364,3 +364,44 @@ def test_the_dns_peers_and_ports_are_checked_by_the_schema(template):
     assert wrong.returncode != 0 and "/networkPolicy/dns/to/0" in wrong.stderr, wrong.stderr
     wrong = template("--set-json", 'networkPolicy.dns.ports=[{"port": 53, "protocol": "ICMP"}]')
     assert wrong.returncode != 0 and "/networkPolicy/dns/ports/0/protocol" in wrong.stderr, wrong.stderr
+
+
+HOST_NETWORK_CONTROLLER = [{"ipBlock": {"cidr": "192.168.10.0/24"}}]
+
+
+def test_extra_ingress_controller_peers_reach_the_api_and_nothing_else(template, get_render):
+    # A controller on the host network or a load balancer outside the cluster has no pod labels.
+    result = template(
+        "-f",
+        str(VALUES_DIR / "staging.yaml"),
+        "--set-json",
+        f"networkPolicy.ingressController.extraPeers={json.dumps(HOST_NETWORK_CONTROLLER)}",
+    )
+    assert result.returncode == 0, result.stderr
+    render = dataclasses.replace(
+        get_render("staging-multi"),
+        text=result.stdout,
+        objects=[obj for obj in yaml.safe_load_all(result.stdout) if obj],
+    )
+    policies = render.of_kind("NetworkPolicy")
+    controller = Actor("host-network-controller", None, ip="192.168.10.7")
+    elsewhere = Actor("elsewhere", None, ip="192.168.11.7")
+    pods = {pod.name: pod for pod in workload_actors(render)}
+    assert allowed(policies, pods["api"], controller, 3002, "ingress")
+    assert not allowed(policies, pods["api"], elsewhere, 3002, "ingress")
+    assert not allowed(policies, pods["api"], controller, 3001, "ingress")
+    for name in ("auth", "images", "postgresql", "minio"):
+        assert not any(
+            allowed(policies, pods[name], controller, port, "ingress") for port in pods[name].ports
+        ), name
+    # The pod selector still holds next to them.
+    assert allowed_flows(render) == expected_flows(render)
+
+
+def test_extra_ingress_controller_peers_are_checked_by_the_schema(template):
+    wrong = template(
+        "--set-json", 'networkPolicy.ingressController.extraPeers=[{"ipblock": {"cidr": "10.0.0.0/8"}}]'
+    )
+    assert wrong.returncode != 0 and "/networkPolicy/ingressController/extraPeers/0" in wrong.stderr, (
+        wrong.stderr
+    )
