@@ -75,6 +75,12 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+# `helm template` cannot see a cluster, so the chart refuses to generate a Secret in it (see
+# test_secrets_and_schema.py). The renders here stand for the `helm install` the values files
+# are written for, which sees the cluster and may generate them.
+AS_IF_INSTALLED = ["--set", "global.secrets.allowGeneratedWithoutCluster=true"]
+
+
 def values_args(name: str) -> list[str]:
     return [] if name == "default" else ["-f", str(VALUES_DIR / f"{name}.yaml")]
 
@@ -121,7 +127,7 @@ class Render:
 
 def render_args(render_id: str) -> tuple[str, str, list[str]]:
     name, mode = render_id.rsplit("-", 1)
-    return name, mode, [*values_args(name), *mode_args(name, mode)]
+    return name, mode, [*AS_IF_INSTALLED, *values_args(name), *mode_args(name, mode)]
 
 
 @pytest.fixture(scope="session")
@@ -136,11 +142,21 @@ def render_cache(chart_ready):
 
 
 @pytest.fixture(scope="session")
-def template(chart_ready):
-    """helm template with extra arguments, e.g. to probe the schema: returns the process."""
+def template_without_cluster(chart_ready):
+    """helm template as Argo CD runs it, with extra arguments: returns the process."""
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return helm("template", RELEASE, str(chart_ready), "--namespace", NAMESPACE, *args, check=False)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def template(template_without_cluster):
+    """helm template standing for helm install, e.g. to probe the schema: returns the process."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return template_without_cluster(*AS_IF_INSTALLED, *args)
 
     return run
 

@@ -13,9 +13,10 @@ import dataclasses
 import ipaddress
 import json
 
+import pytest
 import yaml
 
-from tests.charts.conftest import CHART, VALUES_DIR
+from tests.charts.conftest import CHART, NAMESPACE, RELEASE, VALUES_DIR
 from tests.charts.test_workloads import pod_specs
 
 
@@ -231,18 +232,71 @@ def test_the_network_policies_allow_exactly_the_design_flows(render):
 
 
 def test_every_namespace_with_platform_pods_denies_by_default(render):
-    namespaces = {actor.namespace for actor in workload_actors(render)}
-    for namespace in namespaces:
+    policies = render.of_kind("NetworkPolicy")
+    for pod in workload_actors(render):
         deny = [
             p
-            for p in render.of_kind("NetworkPolicy")
-            if p["metadata"]["namespace"] == namespace
-            and p["spec"]["podSelector"] == {}
+            for p in policies
+            if p["metadata"]["namespace"] == pod.namespace
+            and selects(p["spec"]["podSelector"], pod.label_dict)
             and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
             and not p["spec"].get("ingress")
             and not p["spec"].get("egress")
         ]
-        assert deny, f"no default-deny policy in {namespace}"
+        assert deny, f"no default-deny policy selects {pod.name} in {pod.namespace}"
+
+
+def test_every_policy_selects_only_the_release_pods(render):
+    # In single mode the release namespace may be shared: its other workloads keep their traffic.
+    for policy in render.of_kind("NetworkPolicy"):
+        selector = policy["spec"]["podSelector"]
+        name = policy["metadata"]["name"]
+        assert selector.get("matchLabels"), f"{name} selects every pod of its namespace"
+        assert selector["matchLabels"].get("app.kubernetes.io/instance") == RELEASE, name
+
+
+def test_a_neighbour_in_a_shared_namespace_keeps_its_traffic(get_render):
+    render = get_render("default-single")
+    policies = render.of_kind("NetworkPolicy")
+    neighbour = Actor("neighbour", NAMESPACE, (("app.kubernetes.io/name", "blog"),), (8080,))
+    other_release = Actor("other", NAMESPACE, (("app.kubernetes.io/instance", "other"),), (8080,))
+    stranger = Actor("stranger", "default", (("app", "stranger"),))
+    anywhere = Actor("anywhere", None, ports=(443,), ip="52.219.170.1")
+    for pod in (neighbour, other_release):
+        assert not [
+            p["metadata"]["name"] for p in policies if selects(p["spec"]["podSelector"], pod.label_dict)
+        ]
+        assert allowed(policies, pod, stranger, 8080, "ingress")
+        assert allowed(policies, pod, anywhere, 443, "egress")
+    # The platform's own pods in that namespace stay behind the default deny.
+    api = next(pod for pod in workload_actors(render) if pod.name == "api")
+    assert not allowed(policies, api, neighbour, 3002, "ingress")
+
+
+EXTERNAL_WITHOUT_PEERS = [
+    (
+        "an external database",
+        "networkPolicy.externalDatabase=[]",
+        "networkPolicy.externalDatabase is required with an external database",
+    ),
+    (
+        "an external object store",
+        "networkPolicy.externalObjectStorage.to=[]",
+        "networkPolicy.externalObjectStorage.to is required with an external object store",
+    ),
+]
+
+
+@pytest.mark.parametrize(("server", "setting", "message"), EXTERNAL_WITHOUT_PEERS, ids=lambda v: v)
+def test_an_external_server_without_its_egress_peers_is_refused(template, server, setting, message):
+    # Without them the default deny lets nothing out to it and the pods crash-loop.
+    result = template("-f", str(VALUES_DIR / "prod.yaml"), "--set-json", setting)
+    assert result.returncode != 0, f"{server} without egress peers was accepted"
+    assert message in result.stderr, result.stderr
+    without_policies = template(
+        "-f", str(VALUES_DIR / "prod.yaml"), "--set-json", setting, "--set", "networkPolicy.enabled=false"
+    )
+    assert without_policies.returncode == 0, without_policies.stderr
 
 
 def test_the_evaluator_notices_a_policy_that_lets_more_through(get_render):
@@ -312,3 +366,44 @@ def test_the_dns_peers_and_ports_are_checked_by_the_schema(template):
     assert wrong.returncode != 0 and "/networkPolicy/dns/to/0" in wrong.stderr, wrong.stderr
     wrong = template("--set-json", 'networkPolicy.dns.ports=[{"port": 53, "protocol": "ICMP"}]')
     assert wrong.returncode != 0 and "/networkPolicy/dns/ports/0/protocol" in wrong.stderr, wrong.stderr
+
+
+HOST_NETWORK_CONTROLLER = [{"ipBlock": {"cidr": "192.168.10.0/24"}}]
+
+
+def test_extra_ingress_controller_peers_reach_the_api_and_nothing_else(template, get_render):
+    # A controller on the host network or a load balancer outside the cluster has no pod labels.
+    result = template(
+        "-f",
+        str(VALUES_DIR / "staging.yaml"),
+        "--set-json",
+        f"networkPolicy.ingressController.extraPeers={json.dumps(HOST_NETWORK_CONTROLLER)}",
+    )
+    assert result.returncode == 0, result.stderr
+    render = dataclasses.replace(
+        get_render("staging-multi"),
+        text=result.stdout,
+        objects=[obj for obj in yaml.safe_load_all(result.stdout) if obj],
+    )
+    policies = render.of_kind("NetworkPolicy")
+    controller = Actor("host-network-controller", None, ip="192.168.10.7")
+    elsewhere = Actor("elsewhere", None, ip="192.168.11.7")
+    pods = {pod.name: pod for pod in workload_actors(render)}
+    assert allowed(policies, pods["api"], controller, 3002, "ingress")
+    assert not allowed(policies, pods["api"], elsewhere, 3002, "ingress")
+    assert not allowed(policies, pods["api"], controller, 3001, "ingress")
+    for name in ("auth", "images", "postgresql", "minio"):
+        assert not any(
+            allowed(policies, pods[name], controller, port, "ingress") for port in pods[name].ports
+        ), name
+    # The pod selector still holds next to them.
+    assert allowed_flows(render) == expected_flows(render)
+
+
+def test_extra_ingress_controller_peers_are_checked_by_the_schema(template):
+    wrong = template(
+        "--set-json", 'networkPolicy.ingressController.extraPeers=[{"ipblock": {"cidr": "10.0.0.0/8"}}]'
+    )
+    assert wrong.returncode != 0 and "/networkPolicy/ingressController/extraPeers/0" in wrong.stderr, (
+        wrong.stderr
+    )

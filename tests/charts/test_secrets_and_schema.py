@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+import yaml
 
 from tests.charts.conftest import VALUES_DIR
 
@@ -68,6 +69,61 @@ def test_generated_secrets_share_one_value_across_namespaces_and_are_kept(get_re
     assert {s["metadata"]["namespace"] for s in storage} == {"image-storage", "infrastructure"}
     assert len({s["data"]["secret-access-key"] for s in storage}) == 1
     assert base64.b64decode(storage[0]["data"]["access-key-id"]) == b"images-service"
+
+
+# Every Secret the chart would generate for values/staging.yaml, with the value that replaces it.
+EXISTING_SECRETS = {
+    "global.jwt.existingSecret": "platform-jwt",
+    "auth.database.existingSecret": "platform-auth-database",
+    "api.database.existingSecret": "platform-api-database",
+    "images.database.existingSecret": "platform-images-database",
+    "postgresql.auth.existingSecret": "platform-postgresql-admin",
+    "minio.auth.existingSecret": "platform-minio-admin",
+    "images.objectStorage.existingSecret": "platform-images-minio-user",
+    "kube-prometheus-stack.grafana.admin.existingSecret": "platform-grafana-admin-gitops",
+    "tests.existingSecret": "platform-helm-test",
+}
+
+
+def existing_secret_args(leave_out: str | None = None) -> list[str]:
+    args = ["-f", str(VALUES_DIR / "staging.yaml")]
+    for value, name in EXISTING_SECRETS.items():
+        if value != leave_out:
+            args += ["--set-string", f"{value}={name}"]
+    return args
+
+
+@pytest.mark.parametrize("value", EXISTING_SECRETS)
+def test_a_render_without_the_cluster_refuses_to_generate_a_secret_and_names_the_value(
+    template_without_cluster, value
+):
+    # helm template, --dry-run=client and Argo CD: a generated value would differ on each render.
+    result = template_without_cluster(*existing_secret_args(leave_out=value))
+    assert result.returncode != 0, f"without {value}, a Secret was generated offline"
+    assert f"set {value} to a Secret you create" in result.stderr, result.stderr
+    assert "global.secrets.allowGeneratedWithoutCluster" in result.stderr
+
+
+def test_a_render_without_the_cluster_and_with_every_existing_secret_generates_none(template_without_cluster):
+    result = template_without_cluster(*existing_secret_args())
+    assert result.returncode == 0, result.stderr
+    documents = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    secrets = [doc["metadata"]["name"] for doc in documents if doc["kind"] == "Secret"]
+    # The Alertmanager configuration is routing, not a credential; it renders the same each time.
+    assert [name for name in secrets if not name.startswith("alertmanager-")] == [], secrets
+
+
+def test_the_default_values_refuse_to_generate_secrets_without_the_cluster(template_without_cluster):
+    result = template_without_cluster()
+    assert result.returncode != 0
+    assert "would be generated without access to the cluster" in result.stderr
+
+
+def test_development_may_generate_secrets_without_the_cluster(template_without_cluster):
+    result = template_without_cluster("-f", str(VALUES_DIR / "dev.yaml"))
+    assert result.returncode == 0, result.stderr
+    generated = [doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] == "Secret"]
+    assert {s["metadata"]["name"] for s in generated} >= {"platform-jwt", "platform-auth-database"}
 
 
 def test_no_password_is_in_a_config_map(all_renders):

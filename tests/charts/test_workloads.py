@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import pytest
@@ -609,3 +610,80 @@ def test_trusted_proxies_reach_the_gateway_as_a_comma_separated_list(template):
 
     assert rendered.returncode == 0, rendered.stderr
     assert 'TRUSTED_PROXIES: "10.0.0.0/8,fd00::/8"' in rendered.stdout
+
+
+OPENSHIFT = {"runAsUser": None, "runAsGroup": None, "fsGroup": None}
+
+
+def test_the_user_and_groups_may_be_left_to_openshift(template, tmp_path):
+    # restricted-v2 assigns them from the namespace's range and refuses pods that name others.
+    values = {
+        "securityContext": OPENSHIFT,
+        **{service: {"securityContext": OPENSHIFT} for service in SERVICES},
+    }
+    (tmp_path / "openshift.yaml").write_text(yaml.safe_dump(values))
+    result = template("-f", str(VALUES_DIR / "dev.yaml"), "-f", str(tmp_path / "openshift.yaml"))
+    assert result.returncode == 0, result.stderr
+    objects = [obj for obj in yaml.safe_load_all(result.stdout) if obj]
+    ours = [(owner, spec) for owner, spec in pod_specs(objects) if "platform-" in owner["metadata"]["name"]]
+    names = {owner["metadata"]["name"] for owner, _ in ours}
+    assert {
+        "platform-auth",
+        "platform-api",
+        "platform-images",
+        "platform-images-reconcile",
+        "platform-tests",
+    } <= names
+    for owner, spec in ours:
+        if owner["metadata"]["labels"].get("app.kubernetes.io/part-of") != "platform":
+            continue  # the Bitnami charts have their own values
+        name = owner["metadata"]["name"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(spec["securityContext"]), name
+        for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+            assert not {"runAsUser", "runAsGroup"} & set(container["securityContext"]), name
+
+
+def test_the_user_and_groups_default_to_the_image_user(render):
+    for _, spec in pod_specs(render.ours()):
+        assert {key: spec["securityContext"][key] for key in OPENSHIFT} == dict.fromkeys(OPENSHIFT, 10001)
+
+
+ROLE = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/images"}
+CLOUD_IDENTITY = [
+    "-f", str(VALUES_DIR / "prod.yaml"),
+    "--set", "images.objectStorage.useDefaultCredentials=true",
+    "--set-string", "global.externalObjectStorage.existingSecret=",
+    "--set-json", f"images.serviceAccount.annotations={json.dumps(ROLE)}",
+]  # fmt: skip
+
+
+def test_images_may_use_a_cloud_identity_instead_of_keys(template):
+    result = template(*CLOUD_IDENTITY)
+    assert result.returncode == 0, result.stderr
+    objects = [obj for obj in yaml.safe_load_all(result.stdout) if obj]
+    (account,) = [
+        o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "platform-images"
+    ]
+    assert account["metadata"]["annotations"] == ROLE
+    images_pods = [
+        (owner, spec)
+        for owner, spec in pod_specs(objects)
+        if owner["metadata"]["name"].startswith("platform-images")
+    ]
+    assert len(images_pods) == 2  # the Deployment and the reconcile CronJob
+    for owner, spec in images_pods:
+        for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+            names = {env["name"] for env in container.get("env") or []}
+            assert not {"S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"} & names, owner["metadata"]["name"]
+    assert "platform-images-s3" not in result.stdout
+    others = [
+        o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "platform-auth"
+    ]
+    assert not others[0]["metadata"].get("annotations")
+
+
+def test_default_credentials_with_the_bundled_minio_are_refused(template):
+    result = template("--set", "images.objectStorage.useDefaultCredentials=true")
+    assert result.returncode != 0
+    assert "images.objectStorage.useDefaultCredentials is for an external store" in result.stderr

@@ -114,8 +114,10 @@ class ExternalServices:
 def _provision_bucket(cluster: Cluster, minio: MinioServer, access_key: str, secret_key: str, workdir: Path):
     """The chart's own MinIO provisioning script and policy, run with the MinIO client."""
     rendered = cluster.helm(
-        "template", "platform", str(CHART), "--show-only", "templates/minio-provisioning.yaml"
-    ).stdout
+        "template", "platform", str(CHART), "--show-only", "templates/minio-provisioning.yaml",
+        # Only the script is read, not the Secrets this offline render would generate.
+        "--set", "global.secrets.allowGeneratedWithoutCluster=true",
+    ).stdout  # fmt: skip
     (config_map,) = [doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "ConfigMap"]
     for name, content in config_map["data"].items():
         (workdir / name).write_text(content)

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.charts.conftest import CHART, helm, mode_args, prepare_dependencies
+from tests.charts.conftest import AS_IF_INSTALLED, CHART, helm, mode_args, prepare_dependencies
 from tests.charts.test_render import CRD_DIR_RELATIVE, crd_schemas, strict
 from tests.observability.promql import (
     PLACEHOLDER,
@@ -39,7 +39,7 @@ def chart():
 
 
 def render(chart, *args: str) -> list[dict]:
-    result = helm("template", "platform", str(chart), "--namespace", "platform", *args)
+    result = helm("template", "platform", str(chart), "--namespace", "platform", *AS_IF_INSTALLED, *args)
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
@@ -320,7 +320,7 @@ def test_the_values_say_where_the_alerting_secret_lives_in_both_modes(chart):
 
 def test_alert_routing_refuses_to_render_without_its_secret(chart):
     result = helm(
-        "template", "platform", str(chart), "--set", "monitoring.enabled=true",
+        "template", "platform", str(chart), *AS_IF_INSTALLED, "--set", "monitoring.enabled=true",
         "--set", "monitoring.alertmanager.enabled=true", check=False,
     )  # fmt: skip
     assert result.returncode != 0

@@ -63,3 +63,30 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ . }}
 {{- end }}
 {{- end -}}
+
+{{- /*
+"true" when this render reads the cluster: `helm install`/`upgrade` and `--dry-run=server`.
+`helm template`, `--dry-run=client` and GitOps tools that render with `helm template` (Argo CD)
+get an empty answer from every lookup. kube-system exists in every cluster, and before anything
+of this release does: Helm renders before it creates the namespace of --create-namespace, so the
+release namespace is not proof. Reading it needs `get` on namespaces; a lookup Helm is refused
+fails the render rather than passing for "no cluster".
+*/ -}}
+{{- define "platform.clusterVisible" -}}
+{{- if lookup "v1" "Namespace" "" "kube-system" -}}true{{- end -}}
+{{- end -}}
+
+{{- /*
+The rule every generated secret value follows (platform.keptRandom, platform.keptPrivateKey):
+a new value only when the render can see the cluster, where lookup has just shown there is none
+to keep. A render without the cluster would make a new value on every run, which no longer
+matches the one PostgreSQL, MinIO or the tokens were created with: it fails and names the
+existingSecret value to set instead, unless global.secrets.allowGeneratedWithoutCluster says
+the install is throwaway. Renders nothing.
+dict "root" $ "name" <Secret> "value" <the existingSecret value that replaces it>
+*/ -}}
+{{- define "platform.generatedSecretAllowed" -}}
+{{- if not (or (include "platform.clusterVisible" .root) ((.root.Values.global.secrets | default dict).allowGeneratedWithoutCluster)) -}}
+{{- fail (printf "Secret %s would be generated without access to the cluster (helm template, --dry-run=client, Argo CD), so with a new random value on every render that no longer matches the running one: set %s to a Secret you create (chart README, \"Secrets with GitOps\"), or install with helm install/upgrade; for a throwaway development install only, set global.secrets.allowGeneratedWithoutCluster=true" .name .value) -}}
+{{- end -}}
+{{- end -}}

@@ -84,7 +84,8 @@ existingSecret as the cluster holds it at upgrade time (generated secrets never 
     secretKeyRef:
       name: {{ include "platform-lib.jwtSecretName" $root }}
       key: {{ $root.Values.global.jwt.existingSecretKey }}
-{{- if eq .service "images" }}
+{{- /* Without keys the AWS SDK takes its default credential chain (a cloud identity). */}}
+{{- if and (eq .service "images") (not $values.objectStorage.useDefaultCredentials) }}
 {{- $s3Secret := include "platform-lib.objectStorageSecretName" (dict "root" $root "objectStorage" $values.objectStorage) }}
 - name: S3_ACCESS_KEY_ID
   valueFrom:
@@ -160,12 +161,26 @@ true
 {{- end }}
 {{- end -}}
 
+{{- /*
+The ids a pod runs as: <service>.securityContext in a service subchart, securityContext in the
+umbrella. A field set to null is gone from the values and left out (OpenShift assigns it).
+Takes the chart's root context or dict "root" $ ...
+*/ -}}
+{{- define "platform-lib.securityContextIds" -}}
+{{- $root := .root | default . -}}
+{{- $ids := $root.Values.securityContext | default dict -}}
+{{- range $field := .fields -}}
+{{- with index $ids $field }}
+{{ $field }}: {{ int64 . }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "platform-lib.containerSecurityContext" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
+{{- include "platform-lib.securityContextIds" (dict "root" (.root | default .) "fields" (list "runAsUser" "runAsGroup")) }}
 capabilities:
   drop: ["ALL"]
 seccompProfile:
@@ -174,9 +189,7 @@ seccompProfile:
 
 {{- define "platform-lib.podSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
+{{- include "platform-lib.securityContextIds" (dict "root" (.root | default .) "fields" (list "runAsUser" "runAsGroup" "fsGroup")) }}
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}

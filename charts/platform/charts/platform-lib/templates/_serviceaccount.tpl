@@ -5,6 +5,10 @@ apiVersion: v1
 kind: ServiceAccount
 metadata:
   {{- include "platform-lib.meta" $ctx | nindent 2 }}
+  {{- with .Values.serviceAccount.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 # The services never call the Kubernetes API.
 automountServiceAccountToken: false
 {{- end -}}
