@@ -590,13 +590,18 @@ def test_a_scrape_timeout_longer_than_the_interval_is_refused(template, interval
     ) in result.stderr
 
 
-def test_the_gateway_gets_its_rate_limits_and_trusts_no_proxy_by_default(render):
+def test_the_gateway_gets_its_rate_limits_and_trusts_only_the_proxies_its_values_name(render):
     config = config_map(render, "api")
+    values_file = VALUES_DIR / f"{render.values_name}.yaml"
+    values = yaml.safe_load(values_file.read_text()) if values_file.exists() else {}
+    trusted = (values.get("api") or {}).get("trustedProxies", [])
 
     assert config["RATE_LIMIT_WINDOW_SECONDS"] == "60"
     assert config["RATE_LIMIT_LOGIN"] == "30"
     assert config["RATE_LIMIT_REGISTER"] == "10"
-    assert config["TRUSTED_PROXIES"] == ""
+    assert config["TRUSTED_PROXIES"] == ",".join(trusted)
+    if render.values_name == "default":
+        assert trusted == []  # the chart's own default trusts no proxy
     assert "TRUSTED_PROXIES" not in config_map(render, "auth")
 
 
