@@ -1,4 +1,4 @@
-"""POST /register, POST /login, POST /verify."""
+"""POST /register, POST /login, POST /verify, GET /.well-known/jwks.json."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from auth import passwords
 from auth.models import User, db
+from servicekit.app import settings_of
 from servicekit.errors import ApiError
 from servicekit.validation import invalid, json_object
 
@@ -81,3 +82,11 @@ def login():
 @jwt_required()
 def verify():
     return jsonify(valid=True, user_id=current_user.id, username=current_user.username)
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks():
+    # Public keys only; verifiers cache it, and a rotation waits out this max-age (docs/token-keys.md).
+    response = jsonify(current_app.extensions["auth.keys"].jwks())
+    response.headers["Cache-Control"] = f"public, max-age={settings_of(current_app).jwks_max_age_seconds}"
+    return response

@@ -22,12 +22,12 @@ SLACK_SECONDS = 2  # servicekit waits this long past statement_timeout before gi
 
 
 @pytest.fixture
-def client(own_postgres, jwt_secret):
+def client(own_postgres, token_keys):
     _, url = own_postgres
     environ = service_environ(
         "auth",
         url,
-        jwt_secret,
+        token_keys,
         BCRYPT_ROUNDS="4",
         DB_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_SECONDS * 1000),
     )
