@@ -16,15 +16,14 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt as pyjwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from flask import Flask
+from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
 from flask_jwt_extended.exceptions import JWTExtendedException
 
@@ -172,6 +171,16 @@ def keys_unavailable_response(_error: Exception | None = None):
     )
 
 
+_KEYS = "servicekit.token_keys"
+
+
+def _signing_keys() -> SigningKeys:
+    signing = current_app.extensions[_KEYS][1]
+    if signing is None:
+        raise RuntimeError("this service holds no signing key: only the auth service issues tokens")
+    return signing
+
+
 def init_jwt(
     jwt: JWTManager,
     app: Flask,
@@ -197,6 +206,10 @@ def init_jwt(
         JWT_DECODE_LEEWAY=0,
     )
 
+    # The JWTManager is a module global shared by every app of the service (tests make several):
+    # each callback finds its keys through the app at hand, never through a closure.
+    app.extensions[_KEYS] = (lookup_key, signing)
+
     @jwt.decode_key_loader
     def _key_for(header: dict, _payload: dict):
         # Checked before any key is chosen: PyJWT checks it again against JWT_DECODE_ALGORITHMS.
@@ -205,17 +218,15 @@ def init_jwt(
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise UnknownKey("no kid")
-        return lookup_key(kid)
+        return current_app.extensions[_KEYS][0](kid)
 
-    if signing is not None:
-        jwt.encode_key_loader(lambda _identity: signing.signing_key)
-        jwt.additional_headers_loader(lambda _identity: {"kid": signing.kid})
-    else:
+    @jwt.encode_key_loader
+    def _signing_key(_identity):
+        return _signing_keys().signing_key
 
-        def _cannot_sign(_identity):
-            raise RuntimeError("this service holds no signing key: only the auth service issues tokens")
-
-        jwt.encode_key_loader(_cannot_sign)
+    @jwt.additional_headers_loader
+    def _kid_header(_identity):
+        return {"kid": _signing_keys().kid}
 
     @jwt.token_verification_loader
     def _has_required_claims(header: dict, payload: dict) -> bool:
@@ -248,7 +259,3 @@ def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-
-
-def jwks_json(keys: Iterable[Ed25519PublicKey]) -> str:
-    return json.dumps({"keys": [public_jwk(k) for k in keys]})
