@@ -195,6 +195,8 @@ def expected_flows(render) -> set[tuple[str, str, int]]:
         ("platform-tests", "api", 3002),
         ("api", "auth", 3001),
         ("api", "images", 3003),
+        # The JWKS: images checks tokens with auth's public keys (not the reconcile pods).
+        ("images", "auth", 3001),
     }
     flows |= {("prometheus", name, port) for name, port in services.items()}
     database = ("postgresql", 5432) if bundled_db else ("external-database", 5432)

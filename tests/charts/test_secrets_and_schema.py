@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tests.charts.conftest import VALUES_DIR
 
@@ -55,10 +57,12 @@ def test_generated_secrets_share_one_value_across_namespaces_and_are_kept(get_re
         if secret["kind"] == "Secret":
             secrets.setdefault(secret["metadata"]["name"], []).append(secret)
             assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    jwt = secrets["platform-jwt"]
-    assert {s["metadata"]["namespace"] for s in jwt} == {"auth", "api", "image-storage"}
-    assert len({s["data"]["jwt-secret"] for s in jwt}) == 1
-    assert len(base64.b64decode(jwt[0]["data"]["jwt-secret"])) >= 32
+    # auth's signing key: its namespace only, an Ed25519 private key in PKCS#8 PEM.
+    (signing,) = secrets["platform-jwt-signing-key"]
+    assert signing["metadata"]["namespace"] == "auth"
+    key = load_pem_private_key(base64.b64decode(signing["data"]["signing-key.pem"]), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    assert not [name for name in secrets if name.endswith("-jwt")]
     for service, namespace in (("auth", "auth"), ("api", "api"), ("images", "image-storage")):
         copies = secrets[f"platform-{service}-database"]
         assert {s["metadata"]["namespace"] for s in copies} == {namespace, "infrastructure"}
