@@ -21,7 +21,7 @@ class AuthSettings(TokenSettings):
         "",
         doc="further Ed25519 keys (PEM blocks, public or private, one after the other) published in"
         " the JWKS and accepted on /verify but not signed with: the next key before a rotation, the"
-        " previous one after it (docs/token-keys.md)",
+        " previous one after it (charts/platform/README.md, 'Rotating the token signing key')",
         secret=True,
     )
     jwks_max_age_seconds: int = setting(

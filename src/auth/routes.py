@@ -86,7 +86,7 @@ def verify():
 
 @bp.get("/.well-known/jwks.json")
 def jwks():
-    # Public keys only; verifiers cache it, and a rotation waits out this max-age (docs/token-keys.md).
+    # Public keys only; verifiers cache it, and a rotation waits out this max-age (charts/platform/README.md).
     response = jsonify(current_app.extensions["auth.keys"].jwks())
     response.headers["Cache-Control"] = f"public, max-age={settings_of(current_app).jwks_max_age_seconds}"
     return response

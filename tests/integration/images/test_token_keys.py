@@ -1,5 +1,6 @@
 """images checks tokens with the keys auth publishes: what it answers while auth is down, and a
-key rotation walked end to end with live tokens (docs/token-keys.md)."""
+key rotation walked end to end with live tokens (charts/platform/README.md, "Rotating the token
+signing key")."""
 
 from __future__ import annotations
 
