@@ -9,7 +9,6 @@ tables (``clean_databases``) and an empty bucket.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from werkzeug.test import Client
 from devstack.minio import MinioServer
 from devstack.postgres import PostgresServer
 from servicekit import metrics, migrations
+from tests.token_keys import JwksServer, KeyPair, TokenKeys
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,9 +57,13 @@ def scrape_metrics():
 
 
 @pytest.fixture(scope="session")
-def jwt_secret() -> str:
-    # 64 bytes, so tests may also sign with HS512 without a key-length warning.
-    return secrets.token_urlsafe(48)
+def token_keys():
+    """auth's signing key for the session, and a JWKS server publishing its public key (what
+    images fetches unless a test points it at a real auth service)."""
+    pair = KeyPair.generate()
+    server = JwksServer([pair]).start()
+    yield TokenKeys(pair, server)
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +116,12 @@ def clean_databases(database_urls):
         truncate_all_tables(url)
 
 
-def service_environ(service: str, database_url: str, jwt_secret: str, **extra: str) -> dict[str, str]:
-    """The environment a service gets in the chart, pointed at the test servers."""
-    return {"DATABASE_URL": database_url, "JWT_SECRET": jwt_secret, "LOG_LEVEL": "INFO", **extra}
+def service_environ(service: str, database_url: str, token_keys: TokenKeys, **extra: str) -> dict[str, str]:
+    """The environment a service gets in the chart, pointed at the test servers: the signing
+    key for auth alone, the JWKS URL for images, no token key at all for the api."""
+    environ = {"DATABASE_URL": database_url, "LOG_LEVEL": "INFO"}
+    if service == "auth":
+        environ["JWT_SIGNING_KEY"] = token_keys.signing_pem
+    if service == "images":
+        environ["AUTH_JWKS_URL"] = token_keys.jwks_url
+    return {**environ, **extra}

@@ -9,18 +9,39 @@ from auth.config import AuthSettings
 from auth.models import User, db, jwt
 from servicekit import config
 from servicekit.app import create_service_app
+from servicekit.config import ConfigError
 from servicekit.database import init_database
-from servicekit.tokens import init_jwt
+from servicekit.tokens import SigningKeys, init_jwt
 
 
 def create_app(settings: AuthSettings | None = None) -> Flask:
     settings = settings or config.load(AuthSettings)
     app = create_service_app("auth", settings)
     init_database(app, db, settings)
-    init_jwt(jwt, app, settings, access_token_lifetime=settings.token_lifetime)
+    keys = signing_keys(settings)
+    app.extensions["auth.keys"] = keys
+    init_jwt(
+        jwt,
+        app,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        lookup_key=keys.lookup,
+        signing=keys,
+        access_token_lifetime=settings.token_lifetime,
+    )
     passwords.init_app(app, settings.bcrypt_rounds)
     app.register_blueprint(routes.bp)
     return app
+
+
+def signing_keys(settings: AuthSettings) -> SigningKeys:
+    try:
+        return SigningKeys.from_pem(settings.jwt_signing_key, settings.jwt_additional_keys)
+    except ValueError as error:
+        # Named like every other bad setting, without the key itself.
+        raise ConfigError(
+            f"invalid configuration for AuthSettings:\n  - JWT_SIGNING_KEY or JWT_ADDITIONAL_KEYS: {error}"
+        ) from None
 
 
 @jwt.user_lookup_loader

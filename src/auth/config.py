@@ -5,11 +5,32 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from servicekit.config import ConfigError, ServiceSettings, setting
+from servicekit.config import ConfigError, TokenSettings, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class AuthSettings(ServiceSettings):
+class AuthSettings(TokenSettings):
+    jwt_signing_key: str = setting(
+        "JWT_SIGNING_KEY",
+        doc="Ed25519 private key (PKCS#8 PEM) the access tokens are signed with; held by auth alone."
+        " Its RFC 7638 thumbprint is the `kid` of every token it signs",
+        secret=True,
+    )
+    jwt_additional_keys: str = setting(
+        "JWT_ADDITIONAL_KEYS",
+        "",
+        doc="further Ed25519 keys (PEM blocks, public or private, one after the other) published in"
+        " the JWKS and accepted on /verify but not signed with: the next key before a rotation, the"
+        " previous one after it (charts/platform/README.md, 'Rotating the token signing key')",
+        secret=True,
+    )
+    jwks_max_age_seconds: int = setting(
+        "JWKS_MAX_AGE_SECONDS",
+        300,
+        doc="Cache-Control max-age of GET /.well-known/jwks.json",
+        minimum=0,
+        maximum=86400,
+    )
     bcrypt_rounds: int = setting(
         "BCRYPT_ROUNDS",
         12,

@@ -1,4 +1,4 @@
-"""POST /register, POST /login, POST /verify."""
+"""POST /register, POST /login, POST /verify, GET /.well-known/jwks.json."""
 
 from __future__ import annotations
 
@@ -93,3 +93,11 @@ def login():
 @jwt_required()
 def verify():
     return jsonify(valid=True, user_id=current_user.id, username=current_user.username)
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks():
+    # Public keys only; verifiers cache it, and a rotation waits out this max-age (charts/platform/README.md).
+    response = jsonify(current_app.extensions["auth.keys"].jwks())
+    response.headers["Cache-Control"] = f"public, max-age={settings_of(current_app).jwks_max_age_seconds}"
+    return response

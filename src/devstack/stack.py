@@ -10,6 +10,7 @@ from devstack.minio import MinioServer
 from devstack.postgres import PostgresServer
 from devstack.services import METRICS_PORTS, SERVICE_PORTS, ServiceProcess
 from servicekit import migrations
+from servicekit.tokens import generate_private_key_pem
 
 
 @dataclass
@@ -22,14 +23,14 @@ class Stack:
     state_dir: Path | None = None
     ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
     metrics_ports: dict[str, int] = field(default_factory=lambda: dict(METRICS_PORTS))
-    jwt_secret: str = ""
+    jwt_signing_key: str = ""
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def start(self, only: tuple[str, ...] = ("auth", "images", "api")) -> Stack:
         state = self.state_dir
         self.postgres = PostgresServer(str(state / "postgres") if state else None).start()
         self.minio = MinioServer(str(state / "minio") if state else None).start()
-        self.jwt_secret = self.jwt_secret or self._persistent_secret()
+        self.jwt_signing_key = self.jwt_signing_key or self._persistent_signing_key()
         urls = {
             name: self.postgres.provision(name, self._persistent_password(name))
             for name in migrations.SERVICES
@@ -45,8 +46,10 @@ class Stack:
         return self
 
     def service_env(self, name: str, database_url: str) -> dict[str, str]:
-        env = {"DATABASE_URL": database_url, "JWT_SECRET": self.jwt_secret}
+        env = {"DATABASE_URL": database_url}
         if name == "auth":
+            # The private key goes to auth alone; images fetches the public half from auth.
+            env["JWT_SIGNING_KEY"] = self.jwt_signing_key
             env["BCRYPT_ROUNDS"] = "10"
         if name == "api":
             env["AUTH_SERVICE_URL"] = f"http://127.0.0.1:{self.ports['auth']}"
@@ -61,12 +64,13 @@ class Stack:
                     "S3_REGION": "us-east-1",
                     "S3_PATH_STYLE": "true",
                     "S3_CREATE_BUCKET": "true",
+                    "AUTH_JWKS_URL": f"http://127.0.0.1:{self.ports['auth']}/.well-known/jwks.json",
                 }
             )
         return env
 
-    def _persistent_secret(self) -> str:
-        return self._remembered("jwt-secret", lambda: secrets.token_urlsafe(48))
+    def _persistent_signing_key(self) -> str:
+        return self._remembered("jwt-signing-key.pem", generate_private_key_pem)
 
     def _persistent_password(self, service: str) -> str:
         return self._remembered(f"{service}-db-password", lambda: secrets.token_urlsafe(18))

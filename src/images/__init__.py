@@ -19,6 +19,7 @@ from servicekit.app import create_service_app
 from servicekit.database import init_database
 from servicekit.errors import problem_response
 from servicekit.health import add_check
+from servicekit.jwks import JwksClient
 from servicekit.tokens import init_jwt
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,14 @@ def create_app(settings: ImagesSettings | None = None) -> Flask:
     app.config[MAX_UPLOAD_CONFIG] = settings.max_upload_bytes
     # Also answers a lost or exhausted database with 503 dependency-unavailable.
     init_database(app, db, settings)
-    init_jwt(jwt, app, settings)
+    # Tokens are checked here with auth's public keys; images holds no key that could sign one.
+    app.extensions["images.jwks"] = jwks = JwksClient(
+        settings.auth_jwks_url,
+        timeout=settings.jwks_fetch_timeout_seconds,
+        ttl=settings.jwks_cache_seconds,
+        min_refresh_interval=settings.jwks_min_refresh_seconds,
+    )
+    init_jwt(jwt, app, issuer=settings.jwt_issuer, audience=settings.jwt_audience, lookup_key=jwks.lookup)
 
     store = ObjectStore(settings)
     app.extensions["images.store"] = store

@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import dataclasses
 
-from servicekit.config import ServiceSettings, setting
+from servicekit.config import TokenSettings, setting
 
 MIB = 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
-class ImagesSettings(ServiceSettings):
+class ImagesSettings(TokenSettings):
+    auth_jwks_url: str = setting(
+        "AUTH_JWKS_URL",
+        doc="the auth service's public keys, which images checks tokens with,"
+        " e.g. http://auth:3001/.well-known/jwks.json",
+    )
+    jwks_cache_seconds: float = setting(
+        "JWKS_CACHE_SECONDS",
+        300.0,
+        doc="how long fetched keys are used before they are fetched again",
+        minimum=1,
+        maximum=86400,
+    )
+    jwks_fetch_timeout_seconds: float = setting(
+        "JWKS_FETCH_TIMEOUT_SECONDS",
+        2.0,
+        doc="deadline of one JWKS fetch, connection and whole answer included",
+        minimum=0.05,
+        maximum=30,
+    )
+    jwks_min_refresh_seconds: float = setting(
+        "JWKS_MIN_REFRESH_SECONDS",
+        10.0,
+        doc="least time between two fetches: a token naming an unknown key, or a failed fetch, waits"
+        " this long before the JWKS is fetched again",
+        minimum=0,
+        maximum=3600,
+    )
     s3_endpoint_url: str = setting(
         "S3_ENDPOINT_URL", "", doc="URL of the S3-compatible endpoint (MinIO); empty for AWS S3 itself"
     )

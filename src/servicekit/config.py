@@ -141,11 +141,6 @@ class ServiceSettings:
         doc="SQLAlchemy URL of the service's own database, e.g. postgresql+psycopg2://user:pass@host:5432/auth_db",
         secret=True,
     )
-    jwt_secret: str = setting(
-        "JWT_SECRET", doc="HS256 key shared by the three services", min_bytes=32, secret=True
-    )
-    jwt_issuer: str = setting("JWT_ISSUER", "platform-auth", doc="`iss` claim set and required on tokens")
-    jwt_audience: str = setting("JWT_AUDIENCE", "platform", doc="`aud` claim set and required on tokens")
     log_level: str = setting(
         "LOG_LEVEL", "INFO", doc="Python log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
@@ -166,3 +161,13 @@ class ServiceSettings:
         doc="OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; "
         "traces are exported only when set",
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSettings(ServiceSettings):
+    """The claims of access tokens, for the services that issue or check them (auth, images).
+
+    The api has no token settings: it asks auth's POST /verify."""
+
+    jwt_issuer: str = setting("JWT_ISSUER", "platform-auth", doc="`iss` claim set and required on tokens")
+    jwt_audience: str = setting("JWT_AUDIENCE", "platform", doc="`aud` claim set and required on tokens")

@@ -196,6 +196,8 @@ def expected_flows(render) -> set[tuple[str, str, int]]:
         ("platform-tests", "api", 3002),
         ("api", "auth", 3001),
         ("api", "images", 3003),
+        # The JWKS: images checks tokens with auth's public keys (not the reconcile pods).
+        ("images", "auth", 3001),
     }
     # Prometheus reaches the metrics ports only, never the application ports.
     metrics_ports = {"auth": 9101, "api": 9102, "images": 9103}

@@ -6,6 +6,8 @@ import base64
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tests.charts.conftest import VALUES_DIR
 
@@ -56,10 +58,12 @@ def test_generated_secrets_share_one_value_across_namespaces_and_are_kept(get_re
         if secret["kind"] == "Secret":
             secrets.setdefault(secret["metadata"]["name"], []).append(secret)
             assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    jwt = secrets["platform-jwt"]
-    assert {s["metadata"]["namespace"] for s in jwt} == {"auth", "api", "image-storage"}
-    assert len({s["data"]["jwt-secret"] for s in jwt}) == 1
-    assert len(base64.b64decode(jwt[0]["data"]["jwt-secret"])) >= 32
+    # auth's signing key: its namespace only, an Ed25519 private key in PKCS#8 PEM.
+    (signing,) = secrets["platform-jwt-signing-key"]
+    assert signing["metadata"]["namespace"] == "auth"
+    key = load_pem_private_key(base64.b64decode(signing["data"]["signing-key.pem"]), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    assert not [name for name in secrets if name.endswith("-jwt")]
     for service, namespace in (("auth", "auth"), ("api", "api"), ("images", "image-storage")):
         copies = secrets[f"platform-{service}-database"]
         assert {s["metadata"]["namespace"] for s in copies} == {namespace, "infrastructure"}
@@ -73,7 +77,7 @@ def test_generated_secrets_share_one_value_across_namespaces_and_are_kept(get_re
 
 # Every Secret the chart would generate for values/staging.yaml, with the value that replaces it.
 EXISTING_SECRETS = {
-    "global.jwt.existingSecret": "platform-jwt",
+    "global.jwt.existingSecret": "platform-jwt-signing-key",
     "auth.database.existingSecret": "platform-auth-database",
     "api.database.existingSecret": "platform-api-database",
     "images.database.existingSecret": "platform-images-database",
@@ -123,7 +127,7 @@ def test_development_may_generate_secrets_without_the_cluster(template_without_c
     result = template_without_cluster("-f", str(VALUES_DIR / "dev.yaml"))
     assert result.returncode == 0, result.stderr
     generated = [doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] == "Secret"]
-    assert {s["metadata"]["name"] for s in generated} >= {"platform-jwt", "platform-auth-database"}
+    assert {s["metadata"]["name"] for s in generated} >= {"platform-jwt-signing-key", "platform-auth-database"}
 
 
 def test_no_password_is_in_a_config_map(all_renders):

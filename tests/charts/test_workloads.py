@@ -188,23 +188,29 @@ def test_services_get_the_environment_contract_with_secrets_only_by_reference(re
             "GUNICORN_THREADS",
             "GUNICORN_GRACEFUL_TIMEOUT",
             "LOG_LEVEL",
-            "JWT_ISSUER",
-            "JWT_AUDIENCE",
         ):
             assert name in config, (service, name)
-        for secret in ("DB_PASSWORD", "JWT_SECRET"):
-            assert "secretKeyRef" in env[secret]["valueFrom"], (service, secret)
+        # The api checks no token itself: no token setting.
+        token_settings = {"JWT_ISSUER", "JWT_AUDIENCE"}
+        assert token_settings <= set(config) if service != "api" else not token_settings & set(config)
+        assert "secretKeyRef" in env["DB_PASSWORD"]["valueFrom"], service
         assert env["DATABASE_URL"]["value"].startswith("postgresql+psycopg2://$(DB_USER):$(DB_PASSWORD)@")
         names = [item["name"] for item in container["env"]]
         assert names.index("DB_USER") < names.index("DATABASE_URL")
         assert names.index("DB_PASSWORD") < names.index("DATABASE_URL")
         migrate = spec["initContainers"][0]
         assert migrate["command"] == ["platform-migrate", service]
-        assert migrate["env"] == container["env"]
+        # The same, but for the signing key: migrations sign nothing.
+        signing = [item for item in container["env"] if item["name"].startswith("JWT_")]
+        assert migrate["env"] == [item for item in container["env"] if item not in signing]
     api = config_map(render, "api")
     assert api["AUTH_SERVICE_URL"].endswith(":3001") and api["IMAGES_SERVICE_URL"].endswith(":3003")
     images = config_map(render, "images")
     assert images["S3_CREATE_BUCKET"] == "false" and images["S3_BUCKET"]
+    assert re.fullmatch(
+        r"http://platform-auth\.[a-z-]+\.svc\.[a-z.]+:3001/\.well-known/jwks\.json", images["AUTH_JWKS_URL"]
+    )
+    assert images["JWKS_CACHE_SECONDS"] == config_map(render, "auth")["JWKS_MAX_AGE_SECONDS"]
     _, _, container = deployment_container(render, "images")
     env = {item["name"]: item for item in container["env"]}
     assert "secretKeyRef" in env["S3_SECRET_ACCESS_KEY"]["valueFrom"]
@@ -363,9 +369,31 @@ def test_a_changed_setting_or_secret_rolls_the_pods_that_use_it(template):
     assert setting["platform-auth"]["checksum/config"] != base["platform-auth"]["checksum/config"]
     assert setting["platform-api"] == base["platform-api"], "an auth setting must not roll the api"
     secret = pod_annotations(template("--set", "global.jwt.existingSecret=platform-jwt-rotated").stdout)
-    for name in ("platform-auth", "platform-api"):
-        assert secret[name]["checksum/secret"] != base[name]["checksum/secret"]
-        assert secret[name]["checksum/config"] == base[name]["checksum/config"]
+    assert secret["platform-auth"]["checksum/secret"] != base["platform-auth"]["checksum/secret"]
+    assert secret["platform-auth"]["checksum/config"] == base["platform-auth"]["checksum/config"]
+    assert secret["platform-api"] == base["platform-api"], "the api holds no token key"
+
+
+def test_only_auths_main_container_references_the_signing_key(all_renders):
+    for render in all_renders:
+        secret = "platform-jwt-signing-key"  # generated, and the name values/prod.yaml gives
+        holders = set()
+        for owner, spec in pod_specs(render.objects):
+            where = f"{owner['kind']}/{owner['metadata']['name']}"
+            # Never as a volume: a mounted Secret is readable by every container of the pod.
+            assert secret not in json.dumps(spec.get("volumes") or []), (render.id, where)
+            for kind in ("initContainers", "containers"):
+                for container in spec.get(kind) or []:
+                    text = json.dumps(container)
+                    if secret in text or "JWT_SIGNING_KEY" in text or "JWT_ADDITIONAL_KEYS" in text:
+                        holders.add(f"{where}/{kind}/{container['name']}")
+        assert holders == {"Deployment/platform-auth/containers/auth"}, render.id
+
+
+def test_nothing_references_a_shared_jwt_secret(all_renders):
+    for render in all_renders:
+        assert "JWT_SECRET" not in render.text, render.id
+        assert "jwt-secret" not in render.text, render.id
 
 
 SETTINGS_CLASSES = {

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from devstack.wait import wait_until
+from servicekit.tokens import generate_private_key_pem
 from tests.e2e.readme import readme_block, readme_command, readme_has
 
 MULTI_NAMESPACES = ["platform", "auth", "api", "image-storage", "infrastructure", "monitoring"]
@@ -190,8 +191,10 @@ def production_prerequisites(cluster, tmp_path) -> None:
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gateway-system"}})
     ca_file = tmp_path / "database-ca.crt"
     ca_file.write_text("-----BEGIN CERTIFICATE-----\nstand-in\n-----END CERTIFICATE-----\n")
+    signing_key_file = tmp_path / "jwt-signing-key.pem"
+    signing_key_file.write_text(generate_private_key_pem())
     values = {
-        "PLATFORM_JWT_SECRET": secrets_module.token_urlsafe(48),
+        "PLATFORM_JWT_SIGNING_KEY_FILE": str(signing_key_file),
         "PLATFORM_DATABASE_CA_FILE": str(ca_file),
         **{f"PLATFORM_{name}": secrets_module.token_urlsafe(18) for name in (
             "AUTH_DB_PASSWORD", "API_DB_PASSWORD", "IMAGES_DB_PASSWORD", "S3_ACCESS_KEY_ID",

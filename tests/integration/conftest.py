@@ -17,9 +17,9 @@ from tests.conftest import service_environ
 
 
 @pytest.fixture(scope="session")
-def auth_settings(database_urls, jwt_secret) -> AuthSettings:
+def auth_settings(database_urls, token_keys) -> AuthSettings:
     # bcrypt's lowest cost keeps the suite fast; the cost itself is tested separately.
-    environ = service_environ("auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="4")
+    environ = service_environ("auth", database_urls["auth"], token_keys, BCRYPT_ROUNDS="4")
     return config.load(AuthSettings, environ)
 
 

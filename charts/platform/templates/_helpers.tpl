@@ -77,7 +77,7 @@ fails the render rather than passing for "no cluster".
 {{- end -}}
 
 {{- /*
-The rule every generated secret value follows (platform.keptRandom, platform.keptPrivateKey):
+The rule every generated secret value follows (platform.keptValue):
 a new value only when the render can see the cluster, where lookup has just shown there is none
 to keep. A render without the cluster would make a new value on every run, which no longer
 matches the one PostgreSQL, MinIO or the tokens were created with: it fails and names the

@@ -130,25 +130,25 @@ class GarbageServer:
         self.sock.close()
 
 
-def api_environ(database_url: str, jwt_secret: str, auth_url: str, images_url: str, **extra: str) -> dict:
+def api_environ(database_url: str, token_keys: str, auth_url: str, images_url: str, **extra: str) -> dict:
     return service_environ(
-        "api", database_url, jwt_secret, AUTH_SERVICE_URL=auth_url, IMAGES_SERVICE_URL=images_url, **extra
+        "api", database_url, token_keys, AUTH_SERVICE_URL=auth_url, IMAGES_SERVICE_URL=images_url, **extra
     )
 
 
 @pytest.fixture(scope="session")
-def auth_service(database_urls, jwt_secret):
+def auth_service(database_urls, token_keys):
     """The real auth service under gunicorn, shared by the session (never stopped by a test)."""
-    environ = service_environ("auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="4")
+    environ = service_environ("auth", database_urls["auth"], token_keys, BCRYPT_ROUNDS="4")
     service = ServiceProcess("auth", free_port(), environ).start()
     yield service
     service.stop()
 
 
 @pytest.fixture(scope="module")
-def flaky_auth(database_urls, jwt_secret):
+def flaky_auth(database_urls, token_keys):
     """An auth service of its own, for the tests that stop and freeze it."""
-    environ = service_environ("auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="4")
+    environ = service_environ("auth", database_urls["auth"], token_keys, BCRYPT_ROUNDS="4")
     service = ServiceProcess("auth", free_port(), environ, workers=1).start()
     yield service
     service.resume()
@@ -170,7 +170,7 @@ def garbage_server():
 
 
 @pytest.fixture(scope="session")
-def make_api_app(database_urls, jwt_secret):
+def make_api_app(database_urls, token_keys):
     """An in-process api app wired to the given neighbours, with short timeouts."""
 
     def make(auth_url: str, images_url: str, **extra: str):
@@ -180,7 +180,7 @@ def make_api_app(database_urls, jwt_secret):
             "IMAGES_READ_TIMEOUT_SECONDS": "2",
             **extra,
         }
-        environ = api_environ(database_urls["api"], jwt_secret, auth_url, images_url, **settings)
+        environ = api_environ(database_urls["api"], token_keys, auth_url, images_url, **settings)
         return api.create_app(config.load(ApiSettings, environ))
 
     return make
@@ -213,11 +213,11 @@ def account(api_client):
 
 
 @pytest.fixture(scope="session")
-def live_api(database_urls, jwt_secret, auth_service, stand_in_images):
+def live_api(database_urls, token_keys, auth_service, stand_in_images):
     """The api under gunicorn (2 workers), in front of the real auth and the stand-in images."""
     environ = api_environ(
         database_urls["api"],
-        jwt_secret,
+        token_keys,
         auth_service.url,
         stand_in_images.url,
         UPSTREAM_READ_TIMEOUT_SECONDS="5",
@@ -248,12 +248,14 @@ def live_account(live_api, clean_databases):
 
 
 @pytest.fixture(scope="session")
-def images_service(database_urls, jwt_secret, minio):
-    """The real images service under gunicorn, on the session's MinIO."""
+def images_service(database_urls, token_keys, minio, auth_service):
+    """The real images service under gunicorn, on the session's MinIO, checking tokens with
+    the keys the real auth service publishes."""
     environ = service_environ(
         "images",
         database_urls["images"],
-        jwt_secret,
+        token_keys,
+        AUTH_JWKS_URL=f"{auth_service.url}/.well-known/jwks.json",
         S3_ENDPOINT_URL=minio.endpoint,
         S3_ACCESS_KEY_ID=minio.access_key,
         S3_SECRET_ACCESS_KEY=minio.secret_key,
@@ -268,13 +270,13 @@ def images_service(database_urls, jwt_secret, minio):
 
 
 @pytest.fixture(scope="session")
-def gateway(database_urls, jwt_secret, auth_service, images_service):
+def gateway(database_urls, token_keys, auth_service, images_service):
     """The whole path a client takes: the api under gunicorn, real auth, real images."""
     # Limits high enough that the contract run checks what auth answers, not mostly the
     # gateway's 429 (the limits themselves: test_rate_limits.py).
     environ = api_environ(
         database_urls["api"],
-        jwt_secret,
+        token_keys,
         auth_service.url,
         images_service.url,
         RATE_LIMIT_LOGIN="100000",

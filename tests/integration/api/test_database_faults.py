@@ -11,13 +11,13 @@ from tests.integration.conftest import CONNECT_TIMEOUT_SECONDS, assert_503_withi
 
 
 def test_a_database_that_never_completes_the_connect_gives_503_within_the_connect_timeout(
-    unanswering_database_url, jwt_secret
+    unanswering_database_url, token_keys
 ):
     # Nothing listens there: the listing needs no upstream, and readiness does not wait for one.
     nowhere = f"http://127.0.0.1:{free_port()}"
     environ = api_environ(
         unanswering_database_url,
-        jwt_secret,
+        token_keys,
         nowhere,
         nowhere,
         DB_CONNECT_TIMEOUT_SECONDS=str(CONNECT_TIMEOUT_SECONDS),

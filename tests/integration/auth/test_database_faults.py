@@ -23,12 +23,12 @@ SLACK_SECONDS = 2  # servicekit waits this long past statement_timeout before gi
 
 
 @pytest.fixture
-def client(own_postgres, jwt_secret):
+def client(own_postgres, token_keys):
     _, url = own_postgres
     environ = service_environ(
         "auth",
         url,
-        jwt_secret,
+        token_keys,
         BCRYPT_ROUNDS="4",
         DB_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_SECONDS * 1000),
     )
@@ -77,12 +77,12 @@ def test_statement_parameters_never_appear_in_database_errors(client):
 
 
 def test_a_database_that_never_completes_the_connect_gives_503_within_the_connect_timeout(
-    unanswering_database_url, jwt_secret
+    unanswering_database_url, token_keys
 ):
     environ = service_environ(
         "auth",
         unanswering_database_url,
-        jwt_secret,
+        token_keys,
         BCRYPT_ROUNDS="4",
         DB_CONNECT_TIMEOUT_SECONDS=str(CONNECT_TIMEOUT_SECONDS),
     )

@@ -14,7 +14,7 @@ from servicekit import config
 from tests.conftest import service_environ
 
 
-def test_login_returns_a_bearer_token_with_its_lifetime(auth_client, register_user, auth_settings):
+def test_login_returns_a_bearer_token_with_its_lifetime(auth_client, register_user, token_keys):
     user = register_user()
 
     response = auth_client.post("/login", json={"username": "alice", "password": "correct horse battery"})
@@ -25,8 +25,8 @@ def test_login_returns_a_bearer_token_with_its_lifetime(auth_client, register_us
     assert body["expires_in"] == 900
     claims = jwt.decode(
         body["access_token"],
-        auth_settings.jwt_secret,
-        algorithms=["HS256"],
+        token_keys.pair.private_key.public_key(),
+        algorithms=["EdDSA"],
         audience="platform",
         issuer="platform-auth",
     )
@@ -34,9 +34,9 @@ def test_login_returns_a_bearer_token_with_its_lifetime(auth_client, register_us
     assert claims["exp"] - claims["iat"] == 900
 
 
-def test_tokens_are_signed_hs256(auth_client, register_user, login):
+def test_tokens_are_signed_eddsa_and_name_their_key(auth_client, register_user, login, token_keys):
     register_user()
-    assert jwt.get_unverified_header(login())["alg"] == "HS256"
+    assert jwt.get_unverified_header(login()) == {"alg": "EdDSA", "typ": "JWT", "kid": token_keys.pair.kid}
 
 
 def test_login_ignores_the_case_of_the_username(auth_client, register_user):
@@ -69,11 +69,11 @@ def test_wrong_credentials_all_get_the_same_401(auth_client, register_user, user
 
 
 @pytest.fixture
-def costly_auth_client(database_urls, jwt_secret, clean_databases):
+def costly_auth_client(database_urls, token_keys, clean_databases):
     # A real cost factor makes bcrypt dominate, as it does in production; enough free failures
     # that the repeated wrong passwords are all checked rather than throttled.
     environ = service_environ(
-        "auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="10", LOGIN_FREE_FAILURES="20"
+        "auth", database_urls["auth"], token_keys, BCRYPT_ROUNDS="10", LOGIN_FREE_FAILURES="20"
     )
     return auth.create_app(config.load(AuthSettings, environ)).test_client()
 
@@ -99,6 +99,6 @@ def test_unknown_user_and_wrong_password_take_about_the_same_time(costly_auth_cl
     assert 0.5 < unknown_user / wrong_password < 2.0, (unknown_user, wrong_password)
 
 
-def test_the_default_bcrypt_cost_is_12(database_urls, jwt_secret):
-    settings = config.load(AuthSettings, service_environ("auth", database_urls["auth"], jwt_secret))
+def test_the_default_bcrypt_cost_is_12(database_urls, token_keys):
+    settings = config.load(AuthSettings, service_environ("auth", database_urls["auth"], token_keys))
     assert settings.bcrypt_rounds == 12

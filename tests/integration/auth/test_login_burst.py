@@ -26,9 +26,9 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def costly_auth(database_urls, jwt_secret, clean_databases):
+def costly_auth(database_urls, token_keys, clean_databases):
     # The production cost: what the throttle exists to spare.
-    environ = service_environ("auth", database_urls["auth"], jwt_secret, BCRYPT_ROUNDS="12")
+    environ = service_environ("auth", database_urls["auth"], token_keys, BCRYPT_ROUNDS="12")
     service = ServiceProcess("auth", free_port(), environ).start()
     yield service
     service.stop()

@@ -17,14 +17,14 @@ from devstack.wait import free_port, wait_until
 
 
 @pytest.fixture
-def auth_under_gunicorn(own_postgres, jwt_secret):
+def auth_under_gunicorn(own_postgres, token_keys):
     server, url = own_postgres
     service = ServiceProcess(
         "auth",
         free_port(),
         {
             "DATABASE_URL": url,
-            "JWT_SECRET": jwt_secret,
+            "JWT_SIGNING_KEY": token_keys.signing_pem,
             "BCRYPT_ROUNDS": "4",
             "DB_CONNECT_TIMEOUT_SECONDS": "2",
         },
@@ -152,13 +152,17 @@ def test_gunicorn_logs_one_json_access_line_per_request_with_the_request_id(auth
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"JWT_SECRET": "too-short"}, "JWT_SECRET must be at least 32 bytes long"),
-        ({"JWT_SECRET": ""}, "JWT_SECRET is required"),
+        ({"JWT_SIGNING_KEY": ""}, "JWT_SIGNING_KEY is required"),
+        ({"JWT_SIGNING_KEY": "not a key"}, "JWT_SIGNING_KEY or JWT_ADDITIONAL_KEYS: no PEM block found"),
+        (
+            {"JWT_ADDITIONAL_KEYS": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"},
+            "JWT_SIGNING_KEY or JWT_ADDITIONAL_KEYS",
+        ),
         ({"BCRYPT_ROUNDS": "twelve"}, "BCRYPT_ROUNDS must be an integer"),
         ({"DATABASE_URL": ""}, "DATABASE_URL is required"),
     ],
 )
-def test_the_service_refuses_to_start_with_bad_settings(own_postgres, jwt_secret, environ, message):
+def test_the_service_refuses_to_start_with_bad_settings(own_postgres, token_keys, environ, message):
     _, url = own_postgres
     env = {
         **os.environ,
@@ -167,7 +171,7 @@ def test_the_service_refuses_to_start_with_bad_settings(own_postgres, jwt_secret
         "BIND": f"127.0.0.1:{free_port()}",
         "WEB_CONCURRENCY": "1",
         "DATABASE_URL": url,
-        "JWT_SECRET": jwt_secret,
+        "JWT_SIGNING_KEY": token_keys.signing_pem,
         **environ,
     }
     result = subprocess.run(

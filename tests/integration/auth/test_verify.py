@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import time
-
-import jwt
 import pytest
 from sqlalchemy import create_engine, text
 
-
-def _claims(user_id: int, **overrides) -> dict:
-    now = int(time.time())
-    claims = {
-        "sub": str(user_id),
-        "iat": now,
-        "exp": now + 300,
-        "iss": "platform-auth",
-        "aud": "platform",
-        "type": "access",
-        "jti": "test",
-        "fresh": False,
-    }
-    claims.update(overrides)
-    return {key: value for key, value in claims.items() if value is not None}
-
-
-def _b64(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+import auth
+from auth.config import AuthSettings
+from servicekit import config
+from servicekit.tokens import key_id, public_key_from_jwk
+from tests.conftest import service_environ
+from tests.token_keys import KeyPair, TokenKeys, forged_tokens
 
 
 def _verify(client, token: str | None, scheme: str = "Bearer"):
@@ -45,52 +27,75 @@ def test_a_valid_token_is_accepted_with_the_user(auth_client, register_user, log
     assert response.get_json() == {"valid": True, "user_id": user["id"], "username": "alice"}
 
 
-def _attacks(secret: str, user_id: int, good_token: str) -> dict[str, str | None]:
-    header, payload, signature = good_token.split(".")
-    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user_id))}"
-    forged_payload = _b64({**json.loads(base64.urlsafe_b64decode(payload + "==")), "sub": str(user_id + 1)})
+def _attacks(token_keys, user_id: int, good_token: str) -> dict[str, str | None]:
+    pair = token_keys.pair
     return {
-        "no authorization header": None,
-        "empty bearer": "",
-        "malformed": "not-a-jwt",
-        "two segments": f"{header}.{payload}",
-        "garbage segments": "a.b.c",
-        "tampered payload": f"{header}.{forged_payload}.{signature}",
-        "bad signature": jwt.encode(
-            _claims(user_id), "another-secret-that-is-long-enough-x", algorithm="HS256"
-        ),
-        "alg none": f"{unsigned}.",
-        "alg none with signature": f"{unsigned}.{signature}",
-        "other algorithm HS512": jwt.encode(_claims(user_id), secret, algorithm="HS512"),
-        "other algorithm HS384": jwt.encode(_claims(user_id), secret, algorithm="HS384"),
-        "expired": jwt.encode(
-            _claims(user_id, iat=int(time.time()) - 600, exp=int(time.time()) - 1), secret, algorithm="HS256"
-        ),
-        "wrong issuer": jwt.encode(_claims(user_id, iss="someone-else"), secret, algorithm="HS256"),
-        "no issuer": jwt.encode(_claims(user_id, iss=None), secret, algorithm="HS256"),
-        "wrong audience": jwt.encode(_claims(user_id, aud="other-app"), secret, algorithm="HS256"),
-        "no audience": jwt.encode(_claims(user_id, aud=None), secret, algorithm="HS256"),
-        "no expiry": jwt.encode(_claims(user_id, exp=None), secret, algorithm="HS256"),
-        "future nbf": jwt.encode(_claims(user_id, nbf=int(time.time()) + 600), secret, algorithm="HS256"),
-        "non-numeric subject": jwt.encode(_claims(user_id, sub="admin"), secret, algorithm="HS256"),
-        "unknown user": jwt.encode(_claims(user_id + 1000), secret, algorithm="HS256"),
-        "refresh token type": jwt.encode(_claims(user_id, type="refresh"), secret, algorithm="HS256"),
+        **forged_tokens(pair, good_token, user_id, "alice"),
+        "non-numeric subject": pair.token("admin"),
+        "unknown user": pair.token(user_id + 1000),
     }
 
 
-ATTACKS = list(_attacks("s" * 64, 1, jwt.encode({"sub": "1"}, "s" * 64, algorithm="HS256")))
+_NAMING_KEYS = TokenKeys(KeyPair.generate(), None)
+ATTACKS = list(_attacks(_NAMING_KEYS, 1, _NAMING_KEYS.pair.token()))
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-def test_every_bad_token_gets_401_problem_json(auth_client, register_user, login, auth_settings, attack):
+def test_every_bad_token_gets_401_problem_json(auth_client, register_user, login, token_keys, attack):
     user = register_user()
-    token = _attacks(auth_settings.jwt_secret, user["id"], login())[attack]
+    token = _attacks(token_keys, user["id"], login())[attack]
 
     response = _verify(auth_client, token)
 
     assert response.status_code == 401, response.data
     assert response.mimetype == "application/problem+json"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_token_signed_by_a_published_additional_key_is_accepted(
+    database_urls, token_keys, register_user, clean_databases
+):
+    # The next key during a rotation, or the previous one after it: published and accepted.
+    other = KeyPair.generate()
+    environ = service_environ(
+        "auth", database_urls["auth"], token_keys, BCRYPT_ROUNDS="4", JWT_ADDITIONAL_KEYS=other.public_pem
+    )
+    client = auth.create_app(config.load(AuthSettings, environ)).test_client()
+    user = register_user()
+
+    response = _verify(client, other.token(user["id"]))
+
+    assert response.status_code == 200
+    assert response.get_json()["user_id"] == user["id"]
+
+
+def test_the_jwks_publishes_every_accepted_public_key_and_may_be_cached(database_urls, token_keys):
+    other = KeyPair.generate()
+    environ = service_environ(
+        "auth",
+        database_urls["auth"],
+        token_keys,
+        JWT_ADDITIONAL_KEYS=other.private_pem,
+        JWKS_MAX_AGE_SECONDS="120",
+    )
+    client = auth.create_app(config.load(AuthSettings, environ)).test_client()
+
+    response = client.get("/.well-known/jwks.json")
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "public, max-age=120"
+    keys = response.get_json()["keys"]
+    # The signing key first; public members only, never the private `d`.
+    assert [key["kid"] for key in keys] == [token_keys.pair.kid, other.kid]
+    assert keys == [token_keys.pair.jwk, other.jwk]
+    assert all(set(key) == {"kty", "crv", "x", "kid", "alg", "use"} for key in keys)
+
+
+def test_the_kid_is_the_rfc7638_thumbprint_of_the_key():
+    # RFC 8037 appendix A.3: the thumbprint of its example Ed25519 key.
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+
+    assert key_id(public_key_from_jwk(jwk)) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
 
 
 @pytest.mark.parametrize("scheme", ["Basic", "Token", "bearer-ish"])

@@ -10,7 +10,6 @@ import os
 import boto3
 import pytest
 from botocore.config import Config
-from flask_jwt_extended import create_access_token
 from PIL import Image
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
@@ -67,8 +66,8 @@ def empty_bucket(client) -> None:
 
 # -- the service ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def images_environ(database_urls, minio, jwt_secret) -> dict[str, str]:
-    return service_environ("images", database_urls["images"], jwt_secret, **minio_environ(minio))
+def images_environ(database_urls, minio, token_keys) -> dict[str, str]:
+    return service_environ("images", database_urls["images"], token_keys, **minio_environ(minio))
 
 
 @pytest.fixture(scope="session")
@@ -139,14 +138,11 @@ def image_rows(image_db):
 
 # -- identities ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def make_token(images_app):
-    """An access token signed with the shared secret, exactly as the auth service issues them."""
+def make_token(token_keys):
+    """An access token signed with auth's key, exactly as the auth service issues them."""
 
     def make(user_id: int | str = ALICE[0], username: str | None = ALICE[1], **claims) -> str:
-        if username is not None:
-            claims["username"] = username
-        with images_app.app_context():
-            return create_access_token(identity=str(user_id), additional_claims=claims)
+        return token_keys.pair.token(user_id, username, **claims)
 
     return make
 
@@ -225,12 +221,12 @@ def own_minio():
 
 
 @pytest.fixture(scope="module")
-def fragile_images_app(database_urls, own_minio, jwt_secret):
+def fragile_images_app(database_urls, own_minio, token_keys):
     """The service on its own MinIO, with the short timeouts a fault test can wait out."""
     environ = service_environ(
         "images",
         database_urls["images"],
-        jwt_secret,
+        token_keys,
         **minio_environ(own_minio),
         S3_CONNECT_TIMEOUT_SECONDS="1",
         S3_READ_TIMEOUT_SECONDS="1",

@@ -16,7 +16,6 @@ from servicekit import config
 def app_with(read_timeout: str):
     environ = {
         "DATABASE_URL": "postgresql+psycopg2://u:p@127.0.0.1:1/api_db",
-        "JWT_SECRET": "s" * 40,
         "AUTH_SERVICE_URL": "http://127.0.0.1:1",
         "IMAGES_SERVICE_URL": "http://127.0.0.1:1",
         "UPSTREAM_READ_TIMEOUT_SECONDS": read_timeout,

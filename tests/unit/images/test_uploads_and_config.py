@@ -11,7 +11,10 @@ from images.uploads import SPOOL_IN_MEMORY_BYTES, CountingSpooledFile, request_b
 from servicekit import config
 from servicekit.config import ConfigError
 
-BASE = {"DATABASE_URL": "postgresql+psycopg2://u:p@127.0.0.1/image_db", "JWT_SECRET": "x" * 32}
+BASE = {
+    "DATABASE_URL": "postgresql+psycopg2://u:p@127.0.0.1/image_db",
+    "AUTH_JWKS_URL": "http://127.0.0.1:1/.well-known/jwks.json",
+}
 
 
 def test_the_spool_stays_in_memory_while_small_and_moves_to_disk_after():

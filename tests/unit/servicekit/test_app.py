@@ -17,7 +17,7 @@ from servicekit.metrics import MetricsBusy, metrics_app
 
 @pytest.fixture
 def app():
-    settings = load(ServiceSettings, {"DATABASE_URL": "postgresql://unused", "JWT_SECRET": "k" * 32})
+    settings = load(ServiceSettings, {"DATABASE_URL": "postgresql://unused"})
     app = create_service_app("demo", settings)
 
     @app.get("/boom")

@@ -21,13 +21,24 @@ data:
   # The ingress controller and the gateway reach the pods from other nodes' addresses.
   FORWARDED_ALLOW_IPS: {{ $values.gunicorn.forwardedAllowIps | quote }}
   LOG_LEVEL: {{ $values.logLevel | quote }}
+  {{- if has $service (list "auth" "images") }}
+  # The api checks no token itself (it asks auth's POST /verify): no token setting at all.
   JWT_ISSUER: {{ $global.jwt.issuer | quote }}
   JWT_AUDIENCE: {{ $global.jwt.audience | quote }}
+  {{- end }}
   DB_POOL_SIZE: {{ $values.database.poolSize | quote }}
   DB_MAX_OVERFLOW: {{ $values.database.maxOverflow | quote }}
   {{- with ($global.tracing | default dict).otlpEndpoint }}
   # Trace export (servicekit.tracing); absent = off.
   OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+  {{- end }}
+  {{- if eq $service "auth" }}
+  # How long verifiers may cache the JWKS; key retirement waits it out.
+  JWKS_MAX_AGE_SECONDS: {{ $global.jwt.jwksCacheSeconds | quote }}
+  {{- end }}
+  {{- if eq $service "images" }}
+  AUTH_JWKS_URL: {{ printf "%s/.well-known/jwks.json" (include "platform-lib.serviceUrl" (dict "root" $root "service" "auth")) | quote }}
+  JWKS_CACHE_SECONDS: {{ $global.jwt.jwksCacheSeconds | quote }}
   {{- end }}
   {{- if eq $service "api" }}
   AUTH_SERVICE_URL: {{ include "platform-lib.serviceUrl" (dict "root" $root "service" "auth") | quote }}

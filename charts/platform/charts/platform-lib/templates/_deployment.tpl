@@ -116,6 +116,9 @@ spec:
                 name: {{ include "platform-lib.fullname" $ctx }}
           env:
             {{- include "platform-lib.env" $ctx | nindent 12 }}
+            {{- if eq $service "auth" }}
+            {{- include "platform-lib.signingKeyEnv" $root | nindent 12 }}
+            {{- end }}
           # /live does no I/O: a slow database makes a pod unready, never restarts it.
           startupProbe:
             httpGet:

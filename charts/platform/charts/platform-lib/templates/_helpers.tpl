@@ -41,8 +41,12 @@ existingSecret as the cluster holds it at upgrade time (generated secrets never 
 {{- define "platform-lib.secretChecksum" -}}
 {{- $root := .root -}}
 {{- $namespace := include "platform-lib.namespace" (dict "root" $root "component" .service) -}}
-{{- $existing := list $root.Values.global.jwt.existingSecret $root.Values.database.existingSecret -}}
-{{- $names := list (include "platform-lib.jwtSecretName" $root) (include "platform-lib.databaseSecretName" (dict "root" $root "service" .service "database" $root.Values.database)) -}}
+{{- $existing := list $root.Values.database.existingSecret -}}
+{{- $names := list (include "platform-lib.databaseSecretName" (dict "root" $root "service" .service "database" $root.Values.database)) -}}
+{{- if eq .service "auth" -}}
+{{- $names = append $names (include "platform-lib.signingKeySecretName" $root) -}}
+{{- $existing = append $existing $root.Values.global.jwt.existingSecret -}}
+{{- end -}}
 {{- if eq .service "images" -}}
 {{- $name := include "platform-lib.objectStorageSecretName" (dict "root" $root "objectStorage" $root.Values.objectStorage) -}}
 {{- $names = append $names $name -}}
@@ -79,11 +83,6 @@ existingSecret as the cluster holds it at upgrade time (generated secrets never 
 - name: SSL_CERT_FILE
   value: {{ $root.Values.global.externalDatabase.systemCaFile | quote }}
 {{- end }}
-- name: JWT_SECRET
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "platform-lib.jwtSecretName" $root }}
-      key: {{ $root.Values.global.jwt.existingSecretKey }}
 {{- /* Without keys the AWS SDK takes its default credential chain (a cloud identity). */}}
 {{- if and (eq .service "images") (not $values.objectStorage.useDefaultCredentials) }}
 {{- $s3Secret := include "platform-lib.objectStorageSecretName" (dict "root" $root "objectStorage" $values.objectStorage) }}
@@ -98,6 +97,26 @@ existingSecret as the cluster holds it at upgrade time (generated secrets never 
       name: {{ $s3Secret }}
       key: secret-access-key
 {{- end }}
+{{- end -}}
+
+{{- /*
+The token signing key: auth's main container alone gets it (not its migrate init container, no
+other service). JWT_ADDITIONAL_KEYS is optional in the Secret: the keys published besides the
+signing one during a rotation (charts/platform/README.md, "Rotating the token signing key").
+*/ -}}
+{{- define "platform-lib.signingKeyEnv" -}}
+{{- $jwt := .Values.global.jwt -}}
+- name: JWT_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform-lib.signingKeySecretName" . }}
+      key: {{ $jwt.existingSecretKey }}
+- name: JWT_ADDITIONAL_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform-lib.signingKeySecretName" . }}
+      key: {{ $jwt.additionalKeysKey }}
+      optional: true
 {{- end -}}
 
 {{- /*

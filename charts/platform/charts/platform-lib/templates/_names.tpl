@@ -116,8 +116,8 @@ helm.sh/chart: {{ include "platform-lib.chartLabel" .root }}
 {{- end -}}
 
 {{- /* Secret names: the existingSecret when one is given, else the one the umbrella generates. */ -}}
-{{- define "platform-lib.jwtSecretName" -}}
-{{- .Values.global.jwt.existingSecret | default (printf "%s-jwt" .Release.Name) -}}
+{{- define "platform-lib.signingKeySecretName" -}}
+{{- .Values.global.jwt.existingSecret | default (printf "%s-jwt-signing-key" .Release.Name) -}}
 {{- end -}}
 
 {{- /* dict "root" $ "service" "auth" "database" <the service's database values> */ -}}
