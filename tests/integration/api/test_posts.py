@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from api.models import db
-
 from servicekit.metrics import exposition
 
 
