@@ -3,18 +3,20 @@
 PostgreSQL and MinIO run from .run/ (kept between runs; `make clean` drops them), the
 services on their usual ports: auth 3001, api 3002, images 3003, and each one's /metrics on a
 port of its own, as in the cluster: auth 9101, api 9102, images 9103. Only the api is meant to
-be called: http://127.0.0.1:3002.
+be called: http://127.0.0.1:3002. DEVSTACK_STATE_DIR puts the kept state elsewhere (the README
+test runs `make run` in a folder of its own, leaving a developer's .run alone).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
 
 from devstack.stack import Stack
 
-STATE_DIR = Path(__file__).resolve().parents[2] / ".run"
+STATE_DIR = Path(os.environ.get("DEVSTACK_STATE_DIR") or Path(__file__).resolve().parents[2] / ".run")
 
 
 def main() -> int:

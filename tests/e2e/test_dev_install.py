@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.readme import readme_has
+from tests.readme import readme_has
 
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
 # /metrics is served by the gunicorn master on a port of its own (METRICS_PORT), for Prometheus only.
@@ -102,7 +102,8 @@ def test_helm_test_passes_in_the_cluster(cluster, dev_release):
 
 @pytest.mark.parametrize(
     ("client", "server"),
-    [("api", "auth"), ("api", "images")],
+    # images fetches auth's public keys (the JWKS) to check tokens itself.
+    [("api", "auth"), ("api", "images"), ("images", "auth")],
 )
 def test_the_flows_the_design_needs_are_allowed(cluster, dev_release, client, server):
     pod = running_pod(cluster, dev_release, client)
@@ -111,7 +112,7 @@ def test_the_flows_the_design_needs_are_allowed(cluster, dev_release, client, se
 
 @pytest.mark.parametrize(
     ("client", "server"),
-    [("images", "auth"), ("auth", "images"), ("auth", "api"), ("images", "api")],
+    [("auth", "images"), ("auth", "api"), ("images", "api")],
 )
 def test_flows_the_design_does_not_need_are_refused(cluster, dev_release, client, server):
     pod = running_pod(cluster, dev_release, client)
@@ -136,10 +137,43 @@ def outsider(cluster, dev_release):
                 "automountServiceAccountToken": False,
             },
         })  # fmt: skip
+    # Another workload of the release's own namespace (single mode shares it): no policy of the
+    # chart may select it. The namespace enforces the restricted Pod Security profile.
+    cluster.apply({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bystander", "namespace": dev_release, "labels": {"app": "bystander"}},
+        "spec": {
+            "containers": [{
+                "name": "main", "image": "ghcr.io/platform-sre/api:0.1.0", "imagePullPolicy": "Never",
+                "command": ["python3", "-m", "http.server", "8080"],
+                "securityContext": {
+                    "runAsNonRoot": True, "runAsUser": CONTAINER_UID, "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+                },
+            }],
+            "automountServiceAccountToken": False,
+        },
+    })  # fmt: skip
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/outsider", "pod/neighbour",
                     "--timeout=120s")  # fmt: skip
+    cluster.kubectl("wait", "-n", dev_release, "--for=condition=Ready", "pod/bystander", "--timeout=120s")
     yield namespace
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    cluster.kubectl("delete", "pod", "bystander", "-n", dev_release, "--wait=false")
+
+
+def test_another_workload_of_the_release_namespace_keeps_its_traffic(cluster, dev_release, outsider):
+    bystander = cluster.objects("pods", dev_release, "-l", "app=bystander")[0]["status"]["podIP"]
+    assert http_status_from(cluster, outsider, "outsider", f"http://{bystander}:8080/") == "200"
+
+
+def test_only_the_auth_container_holds_the_token_signing_key(cluster, dev_release):
+    code = "import os; print(' '.join(name for name in os.environ if name.startswith('JWT_')))"
+    for service in SERVICES:
+        pod = running_pod(cluster, dev_release, service)
+        held = set(exec_python(cluster, dev_release, pod, code, check=True).stdout.split())
+        # JWT_ADDITIONAL_KEYS is set only while a rotation publishes a second key.
+        assert held == ({"JWT_SIGNING_KEY"} if service == "auth" else set()), f"{service} holds {held}"
 
 
 def test_a_pod_outside_the_allowed_flows_reaches_no_service_of_the_platform(cluster, dev_release, outsider):

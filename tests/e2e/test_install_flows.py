@@ -21,7 +21,7 @@ import yaml
 
 from devstack.wait import wait_until
 from servicekit.tokens import generate_private_key_pem
-from tests.e2e.readme import readme_block, readme_command, readme_has
+from tests.readme import readme_block, readme_command, readme_has
 
 MULTI_NAMESPACES = ["platform", "auth", "api", "image-storage", "infrastructure", "monitoring"]
 ENVIRONMENTS = {

@@ -38,3 +38,15 @@ def readme_block(heading: str) -> str:
     match = re.search(rf"^#+ {re.escape(heading)}\n.*?```(?:sh|bash)\n(.*?)```", text, re.S | re.M)
     assert match, f"no shell block under {heading!r} in {READMES[1]}"
     return match.group(1)
+
+
+def readme_blocks_after(command: str) -> list[str]:
+    """The shell blocks of the project README's section that gives `command` in a block, after
+    that block (the steps a user takes once it runs)."""
+    text = READMES[0].read_text()
+    for section in re.split(r"^## ", text, flags=re.M):
+        blocks = re.findall(r"```(?:sh|bash)\n(.*?)```", section, re.S)
+        for index, block in enumerate(blocks):
+            if any(line.split("#")[0].strip() == command for line in block.splitlines()):
+                return blocks[index + 1 :]
+    raise AssertionError(f"no shell block of {READMES[0]} gives {command!r}")
