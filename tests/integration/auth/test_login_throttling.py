@@ -168,6 +168,6 @@ def test_failures_are_forgotten_after_a_day_without_attempts(auth_client, regist
         ({"LOGIN_FREE_FAILURES": "0"}, "LOGIN_FREE_FAILURES must be at least 1"),
     ],
 )
-def test_inconsistent_throttle_settings_are_refused_at_start(environ, message):
+def test_inconsistent_throttle_settings_are_refused_at_start(token_keys, environ, message):
     with pytest.raises(ConfigError, match=message):
-        config.load(AuthSettings, service_environ("auth", "postgresql://x", "k" * 32, **environ))
+        config.load(AuthSettings, service_environ("auth", "postgresql://x", token_keys, **environ))
