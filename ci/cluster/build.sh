@@ -14,7 +14,8 @@ export CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 stamp_of() { # name, then the files and words it is built from
   local name="$1"; shift
-  { printf '%s\n' "$@"; for f in "$@"; do [ -f "$f" ] && cat "$f"; done; go env GOVERSION; } |
+  # Paths relative to this folder, so that a clone elsewhere finds the same stamps.
+  { printf '%s\n' "${@#"$HERE"/}"; for f in "$@"; do [ -f "$f" ] && cat "$f"; done; go env GOVERSION; } |
     sha256sum | cut -c1-16 | sed "s/^/$name-/"
 }
 fresh() { [ -x "$CLUSTER_BIN/$1" ] && [ "$(cat "$CLUSTER_BIN/.$1.stamp" 2>/dev/null)" = "$2" ]; }

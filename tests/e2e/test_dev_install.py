@@ -168,7 +168,8 @@ def test_another_workload_of_the_release_namespace_keeps_its_traffic(cluster, de
 
 
 def test_only_the_auth_container_holds_the_token_signing_key(cluster, dev_release):
-    code = "import os; print(' '.join(name for name in os.environ if name.startswith('JWT_')))"
+    keys = ("JWT_SIGNING_KEY", "JWT_ADDITIONAL_KEYS")
+    code = f"import os; print(' '.join(name for name in {keys!r} if name in os.environ))"
     for service in SERVICES:
         pod = running_pod(cluster, dev_release, service)
         held = set(exec_python(cluster, dev_release, pod, code, check=True).stdout.split())
