@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api import clients, gateway, openapi, posts, queries
+from api import clients, gateway, openapi, posts
 from api.config import ApiSettings
 from api.identity import TokenCache, Verifier
 from api.models import db
@@ -53,7 +53,6 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     add_check(app, "auth", lambda: auth.probe(probe_timeout), required=gate)
     add_check(app, "images", lambda: images.probe(probe_timeout), required=gate)
 
-    queries.install(app, blueprints=(posts.bp.name, gateway.bp.name))
     app.register_blueprint(posts.bp)
     app.register_blueprint(gateway.bp)
     app.register_blueprint(openapi.bp)

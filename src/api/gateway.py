@@ -12,11 +12,27 @@ from collections.abc import Iterator
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, request
+from pydantic import Field
 from werkzeug.routing import BaseConverter
 
 from api.clients import rate_limited
+from api.contract import (
+    MULTIPART,
+    UPSTREAM_ERRORS,
+    Credentials,
+    Image,
+    ImagePage,
+    ImagePageQuery,
+    ImageStats,
+    ImageUpload,
+    Model,
+    Operation,
+    Registration,
+    Token,
+    User,
+    operation,
+)
 from api.identity import login_required
-from api.queries import query_parameters
 from api.upstream import CHUNK_BYTES, RequestBody, Upstream, chunked_body
 from servicekit.context import outbound_headers
 from servicekit.errors import ApiError
@@ -162,22 +178,51 @@ class ImageFilenameConverter(BaseConverter):
     regex = IMAGE_FILENAME
 
 
-# Routing itself tells an image name from "stats" or "upload", so each URL allows only its methods.
 bp.record_once(
     lambda state: state.app.url_map.converters.setdefault("image_filename", ImageFilenameConverter)
 )
 
 
+class ImagePath(Model):
+    filename: str = Field(
+        pattern=f"^{IMAGE_FILENAME}$", description="The name the server gave the image on upload."
+    )
+
+
+# The bodies below are the services' to judge: the models document them, and auth and images
+# validate them (auth's 429s come back through the gateway as they are).
 # -- auth -----------------------------------------------------------------------------------
 # Limited per client here, at the edge, where the peer address means something; auth throttles
 # per username behind it, and its 429 (with Retry-After) is relayed like any other answer.
 @bp.post("/auth/register")
+@operation(
+    Operation(
+        "register",
+        "Create an account (passed on to the auth service).",
+        "auth",
+        {"201": (User, "The new account.")},
+        ("400", "409", "413", "429", *UPSTREAM_ERRORS),
+        body=Registration,
+        validate_body=False,
+    )
+)
 @rate_limited("register")
 def register():
     return forward("auth", "/register")
 
 
 @bp.post("/auth/login")
+@operation(
+    Operation(
+        "login",
+        "Exchange a username and password for a bearer token (auth service).",
+        "auth",
+        {"200": (Token, "An access token.")},
+        ("400", "401", "413", "429", *UPSTREAM_ERRORS),
+        body=Credentials,
+        validate_body=False,
+    )
+)
 @rate_limited("login")
 def login():
     return forward("auth", "/login")
@@ -185,26 +230,88 @@ def login():
 
 # -- images (the caller is verified here first; images checks the token itself as well) -------
 @bp.post("/images/upload")
-@login_required
+@operation(
+    Operation(
+        "uploadImage",
+        "Upload an image (images service); streamed, never held whole by the gateway.",
+        "images",
+        {"201": (Image, "The stored image.")},
+        ("400", "401", "413", "415", "422", *UPSTREAM_ERRORS),
+        body=ImageUpload,
+        body_type=MULTIPART,
+        validate_body=False,
+        secured=True,
+    ),
+    login=login_required,
+)
 def upload_image():
     # The body limit for this route is the app-wide one (see api._limit_request_bodies).
     return forward("images", "/upload", location_prefixes=IMAGES_LOCATION)
 
 
 @bp.get("/images")
-@query_parameters("limit", "offset")
-@login_required
+@operation(
+    Operation(
+        "listImages",
+        "The caller's images, newest first.",
+        "images",
+        {"200": (ImagePage, "A page of the caller's images.")},
+        ("400", "401", *UPSTREAM_ERRORS),
+        query=ImagePageQuery,
+        secured=True,
+    ),
+    login=login_required,
+)
 def list_images():
     return forward("images", "/images")
 
 
 @bp.get("/images/stats")
-@login_required
+@operation(
+    Operation(
+        "imageStats",
+        "Count and bytes of the caller's images, also by content type.",
+        "images",
+        {"200": (ImageStats, "The caller's totals.")},
+        ("401", *UPSTREAM_ERRORS),
+        secured=True,
+    ),
+    login=login_required,
+)
 def image_stats():
     return forward("images", "/stats")
 
 
-@bp.route("/images/<image_filename:filename>", methods=["GET", "DELETE"])
-@login_required
+# Routing itself tells an image name from "stats" or "upload", so each URL allows only its methods.
+@bp.get("/images/<image_filename:filename>")
+@operation(
+    Operation(
+        "getImage",
+        "One of the caller's images, streamed.",
+        "images",
+        {"200": ("image", "The image's bytes.")},
+        ("401", "404", *UPSTREAM_ERRORS),
+        path=ImagePath,
+        secured=True,
+    ),
+    login=login_required,
+)
 def image(filename: str):
     return forward("images", f"/images/{quote(filename, safe='')}", location_prefixes=IMAGES_LOCATION)
+
+
+@bp.delete("/images/<image_filename:filename>")
+@operation(
+    Operation(
+        "deleteImage",
+        "Delete one of the caller's images.",
+        "images",
+        {"204": (None, "Deleted.")},
+        ("401", "404", *UPSTREAM_ERRORS),
+        path=ImagePath,
+        secured=True,
+    ),
+    login=login_required,
+)
+def delete_image(filename: str):
+    return forward("images", f"/images/{quote(filename, safe='')}")

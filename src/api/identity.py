@@ -22,7 +22,9 @@ from typing import NoReturn
 import jwt as pyjwt
 from flask import abort, current_app, g, request
 from prometheus_client import Counter
+from pydantic import ValidationError
 
+from api.contract import Verification
 from api.upstream import Upstream
 from servicekit.context import outbound_headers
 from servicekit.errors import ApiError
@@ -143,17 +145,11 @@ class Verifier:
             body = response.json()
         except ValueError:
             raise self.auth.bad_response("/verify answered 200 without JSON") from None
-        if not isinstance(body, dict):
-            raise self.auth.bad_response("/verify answered 200 with JSON that is not an object")
-        user_id, username = body.get("user_id"), body.get("username")
-        if (
-            body.get("valid") is not True
-            or not isinstance(user_id, int)
-            or isinstance(user_id, bool)
-            or not isinstance(username, str)
-        ):
-            raise self.auth.bad_response("/verify answered 200 without valid, user_id and username")
-        return Caller(user_id=user_id, username=username)
+        try:
+            answer = Verification.model_validate(body)
+        except ValidationError:
+            raise self.auth.bad_response("/verify answered 200 without valid, user_id and username") from None
+        return Caller(user_id=answer.user_id, username=answer.username)
 
 
 def bearer_token() -> str:

@@ -1,45 +1,26 @@
 """The public API as an OpenAPI 3.1 document, served at GET /api/v1/openapi.json.
 
-Written next to the code it describes, and reusing its limits and patterns, so that the two
-cannot disagree; tests/integration/api/test_openapi_contract.py lets schemathesis check the live
+Built from the routes and the models they validate with (api.contract): each route's Operation
+gives its query, path and body models and its answers; pydantic states the models' limits as
+JSON Schema. Only what a model cannot say is written here: the problem responses and the
+bearer scheme. tests/integration/api/test_openapi_contract.py lets schemathesis check the live
 gateway against it.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import re
 
-from api import posts
-from api.gateway import IMAGE_FILENAME
+from flask import Blueprint, Flask, jsonify
+from pydantic.json_schema import models_json_schema
+
+from api import gateway, posts
+from api.contract import IMAGE_TYPES, JSON, Operation, Problem
 
 bp = Blueprint("openapi", __name__)
 
-JSON = "application/json"
 PROBLEM = "application/problem+json"
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _problem(description: str) -> dict:
-    return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
-
-
-def _responses(success: dict, *errors: str) -> dict:
-    """Success responses, the named problem responses from components, and the HTTP server's 414."""
-    return {
-        **success,
-        **{code: {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"} for code in errors},
-        "414": {"$ref": "#/components/responses/UriTooLong"},
-    }
-
-
+REF = "#/components/schemas/{model}"
 ERROR_RESPONSES = {
     "400": ("BadRequest", "The request is malformed: a bad parameter or body (see `errors`)."),
     "401": ("Unauthorized", "No valid bearer token (or, on login, wrong credentials)."),
@@ -58,413 +39,143 @@ ERROR_RESPONSES = {
     "503": ("ServiceUnavailable", "The database or a service behind the gateway is unavailable."),
     "504": ("GatewayTimeout", "A service behind the gateway did not answer in time."),
 }
-UPSTREAM_ERRORS = ("502", "503", "504")
-
-# The images service's own bound (images/routes.py); images are still paged by offset.
-IMAGES_MAX_OFFSET = 1_000_000
-PAGE_PARAMETERS = [
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": "Page size.",
-        "schema": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": posts.MAX_PAGE_SIZE,
-            "default": posts.DEFAULT_PAGE_SIZE,
-        },
-    },
-    {
-        "name": "offset",
-        "in": "query",
-        "required": False,
-        "description": "Items to skip.",
-        "schema": {"type": "integer", "minimum": 0, "maximum": IMAGES_MAX_OFFSET, "default": 0},
-    },
-]
-# Posts are paged by cursor (keyset): every page costs the same, however deep.
-POST_PAGE_PARAMETERS = [
-    PAGE_PARAMETERS[0],
-    {
-        "name": "cursor",
-        "in": "query",
-        "required": False,
-        "description": "Where the page starts: the `next_cursor` of the previous page (opaque; "
-        "a cursor the API did not issue is a 400). Leave it out for the first page.",
-        "schema": {"type": "string", "pattern": f"^{posts.CURSOR_SYNTAX.pattern}$"},
-    },
-    {
-        "name": "offset",
-        "in": "query",
-        "required": False,
-        "deprecated": True,
-        "description": "No longer supported: only 0 (the first page) is accepted; page with `cursor`.",
-        "schema": {"type": "integer", "const": 0},
-    },
-]
-BEARER = [{"bearerAuth": []}]
+_PATH_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
-def _page(item: dict, max_items: int) -> dict:
-    """A page of a list paged by limit and offset (images)."""
-    return {
-        "type": "object",
-        "required": ["items", "limit", "offset", "next_offset"],
-        "additionalProperties": False,
-        "properties": {
-            "items": {"type": "array", "items": item, "maxItems": max_items},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
-            "next_offset": {
-                "type": ["integer", "null"],
-                "description": "The offset of the next page, or null on the last page.",
-            },
-        },
-    }
+def _operations(app: Flask) -> list[tuple[str, str, Operation]]:
+    found = []
+    for rule in app.url_map.iter_rules():
+        declared = getattr(app.view_functions[rule.endpoint], "operation", None)
+        if declared is not None:
+            path = _PATH_PARAMETER.sub(r"{\1}", rule.rule)
+            found += [
+                (path, method.lower(), declared) for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
+            ]
+    return found
 
 
-def _cursor_page(item: dict, max_items: int) -> dict:
-    """A page of a list paged by cursor."""
-    return {
-        "type": "object",
-        "required": ["items", "limit", "next_cursor"],
-        "additionalProperties": False,
-        "properties": {
-            "items": {"type": "array", "items": item, "maxItems": max_items},
-            "limit": {"type": "integer", "minimum": 1, "maximum": max_items},
-            "next_cursor": {
-                "type": ["string", "null"],
-                "pattern": f"^{posts.CURSOR_SYNTAX.pattern}$",
-                "description": "Pass as `cursor` for the next page; null on the last page.",
-            },
-        },
-    }
+def _schemas(operations: list[Operation]) -> tuple[dict, dict]:
+    """Every model's JSON Schema under components, and each (model, mode)'s reference."""
+    wanted = {(Problem, "serialization")}
+    for declared in operations:
+        wanted.add((declared.query, "validation"))
+        if declared.body is not None:
+            wanted.add((declared.body, "validation"))
+        wanted |= {
+            (model, "serialization") for model, _ in declared.responses.values() if isinstance(model, type)
+        }
+        if declared.path is not None:
+            wanted.add((declared.path, "validation"))
+    refs, definitions = models_json_schema(
+        sorted(wanted, key=lambda pair: pair[0].__name__), ref_template=REF
+    )
+    return refs, definitions.get("$defs", {})
 
 
-FILENAME_PARAMETER = {
-    "name": "filename",
-    "in": "path",
-    "required": True,
-    "description": "The name the server gave the image on upload.",
-    "schema": {"type": "string", "pattern": f"^{IMAGE_FILENAME}$"},
-}
+def _parameters(model, where: str, schemas: dict) -> list[dict]:
+    if model is None:
+        return []
+    schema = schemas[model.__name__]
+    parameters = []
+    for name, declared_schema in schema.get("properties", {}).items():
+        field_schema = dict(declared_schema)
+        parameter = {"name": name, "in": where, "required": name in schema.get("required", [])}
+        if "description" in field_schema:
+            parameter["description"] = field_schema.pop("description")
+        if field_schema.pop("deprecated", False):
+            parameter["deprecated"] = True
+        field_schema.pop("title", None)
+        if field_schema.get("default", "") is None:  # absent, which is not the JSON null
+            del field_schema["default"]
+        parameters.append({**parameter, "schema": field_schema})
+    return parameters
 
-SCHEMAS = {
-    "Problem": {
-        "type": "object",
-        "description": "An error, as RFC 9457 problem details.",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "detail": {"type": "string"},
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["field", "message"],
-                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                },
-            },
-        },
-    },
-    "Post": {
-        "type": "object",
-        "required": ["id", "user_id", "username", "title", "content", "created_at"],
-        "additionalProperties": False,
-        "properties": {
-            "id": {"type": "integer", "minimum": 1},
-            "user_id": {"type": "integer"},
-            "username": {"type": "string"},
-            "title": {"type": ["string", "null"], "maxLength": posts.MAX_TITLE_CHARACTERS},
-            "content": {"type": "string", "minLength": 1, "maxLength": posts.MAX_CONTENT_CHARACTERS},
-            "created_at": {"type": "string", "format": "date-time", "description": "UTC, ISO 8601"},
-        },
-    },
-    "PostPage": _cursor_page(_ref("Post"), posts.MAX_PAGE_SIZE),
-    "NewPost": {
-        "type": "object",
-        "required": ["content"],
-        "additionalProperties": False,
-        "description": "The author is the token's user; any other field is refused.",
-        "properties": {
-            "content": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": posts.MAX_CONTENT_CHARACTERS,
-                "pattern": posts.CONTENT_PATTERN,
-                "description": "Not only whitespace; no NUL characters.",
-            },
-            "title": {
-                "type": "string",
-                "maxLength": posts.MAX_TITLE_CHARACTERS,
-                "pattern": posts.TITLE_PATTERN,
-            },
-        },
-    },
-    "Registration": {
-        "type": "object",
-        "required": ["username", "password"],
-        "additionalProperties": False,
-        "properties": {
-            "username": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{3,32}$"},
-            "password": {
-                "type": "string",
-                "minLength": 8,
-                "maxLength": 72,
-                "pattern": r"^[^\u0000]*$",
-                "description": "8 characters or more, at most 72 bytes in UTF-8, no NUL.",
-            },
-        },
-    },
-    "Credentials": {
-        "type": "object",
-        "required": ["username", "password"],
-        "additionalProperties": False,
-        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
-    },
-    "User": {
-        "type": "object",
-        "required": ["id", "username"],
-        "properties": {"id": {"type": "integer"}, "username": {"type": "string"}},
-    },
-    "Token": {
-        "type": "object",
-        "required": ["access_token", "token_type", "expires_in"],
-        "properties": {
-            "access_token": {"type": "string"},
-            "token_type": {"type": "string", "const": "Bearer"},
-            "expires_in": {"type": "integer", "description": "seconds"},
-        },
-    },
-    "Image": {
-        "type": "object",
-        "required": ["filename", "content_type", "size"],
-        "properties": {
-            "filename": {"type": "string"},
-            "original_filename": {"type": ["string", "null"]},
-            "content_type": {"type": "string", "enum": list(IMAGE_TYPES)},
-            "size": {"type": "integer", "minimum": 0},
-            "width": {"type": ["integer", "null"]},
-            "height": {"type": ["integer", "null"]},
-            "sha256": {"type": "string"},
-            "created_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "ImagePage": _page(_ref("Image"), posts.MAX_PAGE_SIZE),
-    "ImageStats": {
-        "type": "object",
-        "required": ["count", "total_bytes"],
-        "properties": {
-            "count": {"type": "integer", "minimum": 0},
-            "total_bytes": {"type": "integer", "minimum": 0},
-        },
-    },
-    "ImageUpload": {
-        "type": "object",
-        "required": ["file"],
-        "properties": {
-            "file": {
-                "type": "string",
-                "format": "binary",
-                "description": "JPEG, PNG, GIF or WebP, decided from the content.",
-            }
-        },
-    },
-}
 
-PATHS = {
-    "/api/v1/posts": {
-        "get": {
-            "operationId": "listPosts",
-            "summary": "Everyone's posts, newest first.",
-            "tags": ["posts"],
-            "parameters": POST_PAGE_PARAMETERS,
-            "responses": _responses({"200": _json(_ref("PostPage"), "A page of posts.")}, "400", "503"),
-        },
-        "post": {
-            "operationId": "createPost",
-            "summary": "Write a post as the token's user.",
-            "tags": ["posts"],
-            "security": BEARER,
-            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("NewPost")}}},
-            "responses": _responses(
-                {"201": _json(_ref("Post"), "The new post.")}, "400", "401", "413", *UPSTREAM_ERRORS
-            ),
-        },
-    },
-    "/api/v1/posts/my": {
-        "get": {
-            "operationId": "listMyPosts",
-            "summary": "The caller's own posts, newest first.",
-            "tags": ["posts"],
-            "security": BEARER,
-            "parameters": POST_PAGE_PARAMETERS,
-            "responses": _responses(
-                {"200": _json(_ref("PostPage"), "A page of the caller's posts.")},
-                "400",
-                "401",
-                *UPSTREAM_ERRORS,
-            ),
-        },
-    },
-    "/api/v1/posts/{id}": {
-        "delete": {
-            "operationId": "deletePost",
-            "summary": "Delete one of the caller's posts.",
-            "tags": ["posts"],
-            "security": BEARER,
-            "parameters": [
-                {
-                    "name": "id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": posts.MAX_POST_ID},
-                }
-            ],
-            "responses": _responses({"204": {"description": "Deleted."}}, "401", "404", *UPSTREAM_ERRORS),
-        },
-    },
-    "/api/v1/auth/register": {
-        "post": {
-            "operationId": "register",
-            "summary": "Create an account (passed on to the auth service).",
-            "tags": ["auth"],
-            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Registration")}}},
-            "responses": _responses(
-                {"201": _json(_ref("User"), "The new account.")}, "400", "409", "413", "429", *UPSTREAM_ERRORS
-            ),
-        },
-    },
-    "/api/v1/auth/login": {
-        "post": {
-            "operationId": "login",
-            "summary": "Exchange a username and password for a bearer token (auth service).",
-            "tags": ["auth"],
-            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Credentials")}}},
-            "responses": _responses(
-                {"200": _json(_ref("Token"), "An access token.")},
-                "400",
-                "401",
-                "413",
-                "429",
-                *UPSTREAM_ERRORS,
-            ),
-        },
-    },
-    "/api/v1/images/upload": {
-        "post": {
-            "operationId": "uploadImage",
-            "summary": "Upload an image (images service); streamed, never held whole by the gateway.",
-            "tags": ["images"],
-            "security": BEARER,
-            "requestBody": {
+def _answer(model, description: str, refs: dict) -> dict:
+    if model is None:
+        return {"description": description}
+    if model == "image":
+        schema = {"type": "string", "format": "binary"}
+        return {"description": description, "content": {kind: {"schema": schema} for kind in IMAGE_TYPES}}
+    return {"description": description, "content": {JSON: {"schema": refs[(model, "serialization")]}}}
+
+
+def build(app: Flask) -> dict:
+    found = _operations(app)
+    refs, schemas = _schemas([declared for _, _, declared in found])
+    paths: dict[str, dict] = {}
+    for path, method, declared in found:
+        entry = {
+            "operationId": declared.operation_id,
+            "summary": declared.summary,
+            "tags": [declared.tag],
+        }
+        parameters = _parameters(declared.path, "path", schemas) + _parameters(
+            declared.query, "query", schemas
+        )
+        if parameters:
+            entry["parameters"] = parameters
+        if declared.secured:
+            entry["security"] = [{"bearerAuth": []}]
+        if declared.body is not None:
+            entry["requestBody"] = {
                 "required": True,
-                "content": {"multipart/form-data": {"schema": _ref("ImageUpload")}},
+                "content": {declared.body_type: {"schema": refs[(declared.body, "validation")]}},
+            }
+        entry["responses"] = {
+            **{code: _answer(model, text, refs) for code, (model, text) in declared.responses.items()},
+            **{
+                code: {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"}
+                for code in declared.errors
             },
-            "responses": _responses(
-                {"201": _json(_ref("Image"), "The stored image.")},
-                "400",
-                "401",
-                "413",
-                "415",
-                "422",
-                *UPSTREAM_ERRORS,
-            ),
+            "414": {"$ref": "#/components/responses/UriTooLong"},
+        }
+        paths.setdefault(path, {})[method] = entry
+    problem = {"content": {PROBLEM: {"schema": refs[(Problem, "serialization")]}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "platform API",
+            "version": "1.0.0",
+            "description": "Posts, and the gateway to accounts (auth) and images. Errors are "
+            "application/problem+json (RFC 9457); every response carries X-Request-ID.",
         },
-    },
-    "/api/v1/images": {
-        "get": {
-            "operationId": "listImages",
-            "summary": "The caller's images, newest first.",
-            "tags": ["images"],
-            "security": BEARER,
-            "parameters": PAGE_PARAMETERS,
-            "responses": _responses(
-                {"200": _json(_ref("ImagePage"), "A page of the caller's images.")},
-                "400",
-                "401",
-                *UPSTREAM_ERRORS,
-            ),
-        },
-    },
-    "/api/v1/images/stats": {
-        "get": {
-            "operationId": "imageStats",
-            "summary": "Count and bytes of the caller's images, also by content type.",
-            "tags": ["images"],
-            "security": BEARER,
-            "responses": _responses(
-                {"200": _json(_ref("ImageStats"), "The caller's totals.")}, "401", *UPSTREAM_ERRORS
-            ),
-        },
-    },
-    "/api/v1/images/{filename}": {
-        "get": {
-            "operationId": "getImage",
-            "summary": "One of the caller's images, streamed.",
-            "tags": ["images"],
-            "security": BEARER,
-            "parameters": [FILENAME_PARAMETER],
-            "responses": _responses(
-                {
-                    "200": {
-                        "description": "The image's bytes.",
-                        "content": {
-                            kind: {"schema": {"type": "string", "format": "binary"}} for kind in IMAGE_TYPES
-                        },
-                    }
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                **{name: {"description": text, **problem} for name, text in ERROR_RESPONSES.values()},
+                "TooManyRequests": {
+                    "description": ERROR_RESPONSES["429"][1],
+                    **problem,
+                    "headers": {
+                        "Retry-After": {
+                            "description": "Seconds to wait before trying again.",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        }
+                    },
                 },
-                "401",
-                "404",
-                *UPSTREAM_ERRORS,
-            ),
+                # gunicorn refuses a request line over 4094 bytes itself, before the API sees it.
+                "UriTooLong": {
+                    "description": "The URL is longer than the HTTP server accepts (answered by gunicorn).",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+            },
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
-        "delete": {
-            "operationId": "deleteImage",
-            "summary": "Delete one of the caller's images.",
-            "tags": ["images"],
-            "security": BEARER,
-            "parameters": [FILENAME_PARAMETER],
-            "responses": _responses({"204": {"description": "Deleted."}}, "401", "404", *UPSTREAM_ERRORS),
-        },
-    },
-}
+    }
 
-DOCUMENT = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "platform API",
-        "version": "1.0.0",
-        "description": "Posts, and the gateway to accounts (auth) and images. Errors are "
-        "application/problem+json (RFC 9457); every response carries X-Request-ID.",
-    },
-    "paths": PATHS,
-    "components": {
-        "schemas": SCHEMAS,
-        "responses": {
-            **{name: _problem(description) for name, description in ERROR_RESPONSES.values()},
-            "TooManyRequests": {
-                **_problem(ERROR_RESPONSES["429"][1]),
-                "headers": {
-                    "Retry-After": {
-                        "description": "Seconds to wait before trying again.",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                    }
-                },
-            },
-            # gunicorn refuses a request line over 4094 bytes itself, before the API sees it.
-            "UriTooLong": {
-                "description": "The URL is longer than the HTTP server accepts (answered by gunicorn).",
-                "content": {"text/html": {"schema": {"type": "string"}}},
-            },
-        },
-        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-    },
-}
+
+def _public_routes() -> Flask:
+    app = Flask(__name__)
+    app.register_blueprint(posts.bp)
+    app.register_blueprint(gateway.bp)
+    return app
+
+
+# The same for every app: the routes and models are the code's, not a deployment's.
+DOCUMENT = build(_public_routes())
 
 
 @bp.get("/api/v1/openapi.json")

@@ -6,16 +6,19 @@ import base64
 import datetime
 import logging
 import re
+from typing import Annotated
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from prometheus_client import Counter
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 from sqlalchemy import delete, select, tuple_
 
+from api import contract
+from api.contract import Body, Model, Operation, operation, parsed_query, query_int
 from api.identity import current_caller, login_required
 from api.models import Post, db
-from api.queries import query_parameters
 from servicekit.errors import ApiError
-from servicekit.validation import invalid, json_object, query_int
+from servicekit.validation import invalid
 
 bp = Blueprint("posts", __name__, url_prefix="/api/v1/posts")
 log = logging.getLogger(__name__)
@@ -39,9 +42,9 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 # PostgreSQL text cannot hold NUL; content must have something besides whitespace. The checks
 # are plain string operations, linear in the length: a regular expression for "not only
 # whitespace" is easily one that backtracks quadratically (10,000 characters ending in NUL cost a
-# worker a fifth of a second). The OpenAPI document states the same rules as patterns, each linear
-# (the leading whitespace and the character after it cannot overlap), and a unit test keeps the
-# patterns and the checks in agreement.
+# worker a fifth of a second). NewPost gives the OpenAPI document the same rules as patterns, each
+# linear (the leading whitespace and the character after it cannot overlap), and a unit test keeps
+# the patterns and the checks in agreement.
 CONTENT_PATTERN = r"^\s*[^\s\u0000][^\u0000]*$"
 CONTENT_RULE = "must contain something besides whitespace, and no NUL characters"
 TITLE_PATTERN = r"^[^\u0000]*$"
@@ -111,14 +114,94 @@ def decode_cursor(cursor: str) -> tuple[datetime.datetime, int]:
     return created_at, post_id
 
 
-def _page() -> tuple[int, tuple[datetime.datetime, int] | None]:
-    limit = query_int("limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
+# -- the contract ----------------------------------------------------------------------------
+_CURSOR_SCHEMA = {"type": "string", "pattern": f"^{CURSOR_SYNTAX.pattern}$"}
+
+
+class NewPost(Body):
+    """The author is the token's user; any other field is refused."""
+
+    content: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_CONTENT_CHARACTERS,
+            description="Not only whitespace; no NUL characters.",
+            json_schema_extra={"pattern": CONTENT_PATTERN},
+        ),
+        AfterValidator(valid_content),
+    ]
+    # Absent or a string: null is not a title.
+    title: Annotated[
+        str,
+        Field(max_length=MAX_TITLE_CHARACTERS, json_schema_extra={"pattern": TITLE_PATTERN}),
+        AfterValidator(valid_title),
+    ] = None
+
+
+class PostOut(BaseModel):
+    id: int = Field(ge=1, le=MAX_POST_ID)
+    user_id: int
+    username: str
+    title: str | None = Field(max_length=MAX_TITLE_CHARACTERS)
+    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARACTERS)
+    created_at: str = Field(description="UTC, ISO 8601", json_schema_extra={"format": "date-time"})
+
+
+class PostPage(Model):
+    items: list[PostOut] = Field(max_length=MAX_PAGE_SIZE)
+    limit: int = Field(ge=1, le=MAX_PAGE_SIZE)
+    next_cursor: Annotated[
+        str | None,
+        WithJsonSchema(
+            {
+                "type": ["string", "null"],
+                "pattern": _CURSOR_SCHEMA["pattern"],
+                "description": "Pass as `cursor` for the next page; null on the last page.",
+            }
+        ),
+    ]
+
+
+class PageQuery(Model):
+    """Posts are paged by cursor (keyset): every page costs the same, however deep."""
+
+    limit: query_int(DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE, "Page size.")
+    cursor: Annotated[
+        str | None,
+        WithJsonSchema(
+            {
+                **_CURSOR_SCHEMA,
+                "description": "Where the page starts: the `next_cursor` of the previous page (opaque; "
+                "a cursor the API did not issue is a 400). Leave it out for the first page.",
+            }
+        ),
+    ] = None
     # Offsets are gone: a deep one made the database walk and discard every row before it.
     # offset=0 still means the first page, for clients that spelt it out.
-    if request.args.get("offset", "0") != "0":
+    offset: Annotated[
+        str | None,
+        WithJsonSchema(
+            {
+                "type": "integer",
+                "const": 0,
+                "deprecated": True,
+                "description": "No longer supported: only 0 (the first page) is accepted; "
+                "page with `cursor`.",
+            }
+        ),
+    ] = None
+
+
+class PostPath(Model):
+    post_id: int = Field(ge=1, le=MAX_POST_ID)
+
+
+def _page() -> tuple[int, tuple[datetime.datetime, int] | None]:
+    query: PageQuery = parsed_query()
+    if query.offset not in (None, "0"):
         raise invalid("offset", OFFSET_RULE)
-    cursor = request.args.get("cursor")
-    return limit, None if cursor is None else decode_cursor(cursor)
+    return query.limit, None if query.cursor is None else decode_cursor(query.cursor)
 
 
 def page_query(query, limit: int, after: tuple[datetime.datetime, int] | None):
@@ -145,30 +228,54 @@ def _listing(query):
 
 
 @bp.get("")
-@query_parameters("limit", "cursor", "offset")
+@operation(
+    Operation(
+        "listPosts",
+        "Everyone's posts, newest first.",
+        "posts",
+        {"200": (PostPage, "A page of posts.")},
+        ("400", "503"),
+        query=PageQuery,
+    )
+)
 def list_posts():
     return _listing(select(Post))
 
 
 @bp.get("/my")
-@query_parameters("limit", "cursor", "offset")
-@login_required
+@operation(
+    Operation(
+        "listMyPosts",
+        "The caller's own posts, newest first.",
+        "posts",
+        {"200": (PostPage, "A page of the caller's posts.")},
+        ("400", "401", *contract.UPSTREAM_ERRORS),
+        query=PageQuery,
+        secured=True,
+    ),
+    login=login_required,
+)
 def my_posts():
     caller = current_caller()
     return _listing(select(Post).where(Post.user_id == caller.user_id))
 
 
 @bp.post("")
-@login_required
-def create_post():
-    # Unknown fields (an id, a user_id, ...) are refused: the author is the token's user, always.
-    body = json_object(required={"content": str}, optional={"title": str})
-    content = valid_content(body["content"])
-    title = body.get("title")
-    if title is not None:
-        title = valid_title(title)
+@operation(
+    Operation(
+        "createPost",
+        "Write a post as the token's user.",
+        "posts",
+        {"201": (PostOut, "The new post.")},
+        ("400", "401", "413", *contract.UPSTREAM_ERRORS),
+        body=NewPost,
+        secured=True,
+    ),
+    login=login_required,
+)
+def create_post(body: NewPost):
     caller = current_caller()
-    post = Post(user_id=caller.user_id, username=caller.username, title=title, content=content)
+    post = Post(user_id=caller.user_id, username=caller.username, title=body.title, content=body.content)
     db.session.add(post)
     db.session.commit()
     POSTS_CREATED.inc()
@@ -177,7 +284,18 @@ def create_post():
 
 
 @bp.delete(f"/<int(max={MAX_POST_ID}):post_id>")
-@login_required
+@operation(
+    Operation(
+        "deletePost",
+        "Delete one of the caller's posts.",
+        "posts",
+        {"204": (None, "Deleted.")},
+        ("401", "404", *contract.UPSTREAM_ERRORS),
+        path=PostPath,
+        secured=True,
+    ),
+    login=login_required,
+)
 def delete_post(post_id: int):
     caller = current_caller()
     # One statement decides: a post of someone else's is never touched, and looks like no post.

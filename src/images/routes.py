@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 # Always fullmatch: ``$`` would also match before a trailing newline.
 FILENAME = re.compile(r"[0-9a-f]{32}\.(?:" + "|".join(inspection.EXTENSIONS) + r")")
 ORIGINAL_FILENAME_CHARACTERS = 255
+# The api documents these as the image list's paging (api/contract.py; a unit test holds them equal).
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_OFFSET = 1_000_000
 
 UPLOADS = Counter("images_uploads_total", "Images stored.")
 UPLOAD_BYTES = Counter("images_upload_bytes_total", "Bytes of images stored.")
@@ -140,8 +144,8 @@ def upload():
 def list_images():
     """A page of the owner's images, newest first, in the shape of the api's post lists."""
     _only_query_parameters("limit", "offset")
-    limit = query_int("limit", 20, minimum=1, maximum=100)
-    offset = query_int("offset", 0, minimum=0, maximum=1_000_000)
+    limit = query_int("limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
+    offset = query_int("offset", 0, minimum=0, maximum=MAX_OFFSET)
     # One row more than asked tells whether another page exists without counting.
     images = (
         db.session.execute(

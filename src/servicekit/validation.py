@@ -1,4 +1,4 @@
-"""Strict JSON bodies: an object with known fields of the right types, or a 400."""
+"""Strict JSON bodies: an object (with known fields of the right types), or a 400."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ def invalid(field: str, message: str) -> ApiError:
     )
 
 
-def json_object(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
-    """Parse the request body as a JSON object holding exactly the declared fields."""
-    optional = optional or {}
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 (or 413 for a cut-off chunked body)."""
     if not request.is_json:
         raise ApiError(
             400, "The request body must be JSON (Content-Type: application/json).", type_="invalid-body"
@@ -34,7 +33,13 @@ def json_object(required: dict[str, type], optional: dict[str, type] | None = No
         raise RequestEntityTooLarge()
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", type_="invalid-body")
+    return body
 
+
+def json_object(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
+    """Parse the request body as a JSON object holding exactly the declared fields."""
+    optional = optional or {}
+    body = json_body()
     errors = []
     for name in body.keys() - required.keys() - optional.keys():
         errors.append({"field": name, "message": "is not a known field"})

@@ -76,7 +76,7 @@ def test_the_document_is_openapi_3_1_and_lists_every_public_route(gateway):
     assert set(document["paths"]) == {
         "/api/v1/posts",
         "/api/v1/posts/my",
-        "/api/v1/posts/{id}",
+        "/api/v1/posts/{post_id}",
         "/api/v1/auth/register",
         "/api/v1/auth/login",
         "/api/v1/images/upload",
