@@ -21,6 +21,12 @@ PROMTOOL_VERSION="v0.316.0"
 # The Prometheus server itself, for the test that scrapes the local services with the alert rules.
 PROMETHEUS_MODULE="github.com/prometheus/prometheus/cmd/prometheus"
 CHECKOV_VERSION="3.3.30"
+# The chart READMEs' parameter tables, generated from the values.yaml comments (`make docs`).
+HELM_DOCS_MODULE="github.com/norwoodj/helm-docs/cmd/helm-docs"
+HELM_DOCS_VERSION="v1.14.2"
+# Checks the GitHub Actions workflows in .github/workflows (tests/test_workflows.py).
+ACTIONLINT_MODULE="github.com/rhysd/actionlint/cmd/actionlint"
+ACTIONLINT_VERSION="v1.7.12"
 
 log() { printf '[install] %s\n' "$*"; }
 
@@ -61,7 +67,7 @@ if [ ! -x "$TOOLS/checkov/bin/checkov" ] || ! grep -qx "$CHECKOV_VERSION" "$TOOL
   echo "$CHECKOV_VERSION" > "$TOOLS/checkov/.version"
 fi
 
-# --- Go-built tools: helm, minio, promtool, prometheus -------------------------------------
+# --- Go-built tools: helm, minio, promtool, prometheus, helm-docs, actionlint -------------------------------------
 go_tool() {
   local name="$1" module="$2" version="$3"
   if [ -x "$BIN/$name" ] && grep -qx "$module@$version" "$BIN/.$name.version" 2>/dev/null; then
@@ -77,5 +83,7 @@ go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
 go_tool promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
 go_tool mc "$MC_MODULE" "$MC_VERSION"
 go_tool prometheus "$PROMETHEUS_MODULE" "$PROMTOOL_VERSION"
+go_tool helm-docs "$HELM_DOCS_MODULE" "$HELM_DOCS_VERSION"
+go_tool actionlint "$ACTIONLINT_MODULE" "$ACTIONLINT_VERSION"
 
 log "ready: $(ls "$BIN" | tr '\n' ' ')"
