@@ -8,7 +8,9 @@ TOOLS="$ROOT/.tools"
 BIN="$TOOLS/bin"
 VENV="$ROOT/.venv"
 
+# A `# renovate:` comment names the source of the pin below it, for Renovate (renovate.json).
 HELM_MODULE="helm.sh/helm/v4/cmd/helm"
+# renovate: datasource=go depName=helm.sh/helm/v4
 HELM_VERSION="v4.3.1"
 MINIO_MODULE="github.com/minio/minio"
 # MinIO publishes no semver tags to the Go proxy; this is its last community commit.
@@ -17,15 +19,19 @@ MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 MC_MODULE="github.com/minio/mc"
 MC_VERSION="v0.0.0-20250313080218-cf909e1063a9"
 PROMTOOL_MODULE="github.com/prometheus/prometheus/cmd/promtool"
+# renovate: datasource=go depName=github.com/prometheus/prometheus
 PROMTOOL_VERSION="v0.316.0"
 # The Prometheus server itself, for the test that scrapes the local services with the alert rules.
 PROMETHEUS_MODULE="github.com/prometheus/prometheus/cmd/prometheus"
+# renovate: datasource=pypi depName=checkov
 CHECKOV_VERSION="3.3.30"
 # The chart READMEs' parameter tables, generated from the values.yaml comments (`make docs`).
 HELM_DOCS_MODULE="github.com/norwoodj/helm-docs/cmd/helm-docs"
+# renovate: datasource=go depName=github.com/norwoodj/helm-docs
 HELM_DOCS_VERSION="v1.14.2"
-# Checks the GitHub Actions workflows in .github/workflows (tests/test_workflows.py).
+# Checks the GitHub Actions workflows in .github/workflows (tests/unit/test_release_pipeline.py).
 ACTIONLINT_MODULE="github.com/rhysd/actionlint/cmd/actionlint"
+# renovate: datasource=go depName=github.com/rhysd/actionlint
 ACTIONLINT_VERSION="v1.7.12"
 
 log() { printf '[install] %s\n' "$*"; }
