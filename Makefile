@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 
-.PHONY: help tools run test lint format bench clean
+.PHONY: help tools run test lint format docs bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,14 @@ lint: tools ## lint and format checks only
 
 format: tools ## apply ruff's formatting and safe fixes
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+# Only the project's charts: the third-party ones copied into charts/platform/charts/ have their own
+# READMEs. tests/charts/test_docs.py runs this target in a copy and fails when a README differs.
+HELM_DOCS_CHARTS := charts/platform,charts/platform/charts/auth,charts/platform/charts/api,charts/platform/charts/images
+docs: ## regenerate the chart READMEs' parameter tables from the values.yaml comments (helm-docs)
+	@test -x .tools/bin/helm-docs || bash ci/install.sh
+	.tools/bin/helm-docs --chart-search-root charts --chart-to-generate $(HELM_DOCS_CHARTS) \
+	  --template-files README.md.gotmpl --sort-values-order file --log-level warning
 
 bench: tools ## measure throughput, upload time and memory against a fresh local stack (BENCH=name for one)
 	$(PYTHON) -m bench $(BENCH)

@@ -8,7 +8,9 @@ TOOLS="$ROOT/.tools"
 BIN="$TOOLS/bin"
 VENV="$ROOT/.venv"
 
+# A `# renovate:` comment names the source of the pin below it, for Renovate (renovate.json).
 HELM_MODULE="helm.sh/helm/v4/cmd/helm"
+# renovate: datasource=go depName=helm.sh/helm/v4
 HELM_VERSION="v4.3.1"
 MINIO_MODULE="github.com/minio/minio"
 # MinIO publishes no semver tags to the Go proxy; this is its last community commit.
@@ -17,10 +19,20 @@ MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 MC_MODULE="github.com/minio/mc"
 MC_VERSION="v0.0.0-20250313080218-cf909e1063a9"
 PROMTOOL_MODULE="github.com/prometheus/prometheus/cmd/promtool"
+# renovate: datasource=go depName=github.com/prometheus/prometheus
 PROMTOOL_VERSION="v0.316.0"
 # The Prometheus server itself, for the test that scrapes the local services with the alert rules.
 PROMETHEUS_MODULE="github.com/prometheus/prometheus/cmd/prometheus"
+# renovate: datasource=pypi depName=checkov
 CHECKOV_VERSION="3.3.30"
+# The chart READMEs' parameter tables, generated from the values.yaml comments (`make docs`).
+HELM_DOCS_MODULE="github.com/norwoodj/helm-docs/cmd/helm-docs"
+# renovate: datasource=go depName=github.com/norwoodj/helm-docs
+HELM_DOCS_VERSION="v1.14.2"
+# Checks the GitHub Actions workflows in .github/workflows (tests/unit/test_release_pipeline.py).
+ACTIONLINT_MODULE="github.com/rhysd/actionlint/cmd/actionlint"
+# renovate: datasource=go depName=github.com/rhysd/actionlint
+ACTIONLINT_VERSION="v1.7.12"
 
 log() { printf '[install] %s\n' "$*"; }
 
@@ -61,7 +73,7 @@ if [ ! -x "$TOOLS/checkov/bin/checkov" ] || ! grep -qx "$CHECKOV_VERSION" "$TOOL
   echo "$CHECKOV_VERSION" > "$TOOLS/checkov/.version"
 fi
 
-# --- Go-built tools: helm, minio, promtool, prometheus -------------------------------------
+# --- Go-built tools: helm, minio, promtool, prometheus, helm-docs, actionlint -------------------------------------
 go_tool() {
   local name="$1" module="$2" version="$3"
   if [ -x "$BIN/$name" ] && grep -qx "$module@$version" "$BIN/.$name.version" 2>/dev/null; then
@@ -77,5 +89,7 @@ go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
 go_tool promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
 go_tool mc "$MC_MODULE" "$MC_VERSION"
 go_tool prometheus "$PROMETHEUS_MODULE" "$PROMTOOL_VERSION"
+go_tool helm-docs "$HELM_DOCS_MODULE" "$HELM_DOCS_VERSION"
+go_tool actionlint "$ACTIONLINT_MODULE" "$ACTIONLINT_VERSION"
 
 log "ready: $(ls "$BIN" | tr '\n' ' ')"
