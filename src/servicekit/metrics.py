@@ -73,7 +73,7 @@ def install(app: Flask) -> None:
     global _app_registry
     options = dict(group_by=route, buckets=LATENCY_BUCKETS)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Without a path: the app port serves no /metrics, the master's port does (serve).
+        # This class adds no /metrics route to the app: the master's port serves it (serve).
         GunicornPrometheusMetrics(app, **options)
     else:
         _app_registry = CollectorRegistry()

@@ -1,11 +1,10 @@
 """A real Prometheus scrapes the running services with the chart's alert rules loaded.
 
 It scrapes the way the chart's ServiceMonitors make kube-prometheus-stack scrape: job named
-after the service, `namespace` and `endpoint` target labels (the services' own `endpoint` label
-overrides the latter: honor_labels), with the rules filled in for that namespace as the chart
-fills them for a single-namespace release. Scrapes are every 2 s instead of 15 s, and ServiceDown and
-ObjectStorageUnavailable wait 3 s instead of minutes before firing; everything else is the
-rules as shipped.
+after the service, `namespace` and `endpoint` target labels, no honor_labels, with the rules
+filled in for that namespace as the chart fills them for a single-namespace release. Scrapes
+are every 2 s instead of 15 s, and ServiceDown and ObjectStorageUnavailable wait 3 s instead
+of minutes before firing; everything else is the rules as shipped.
 """
 
 from __future__ import annotations
