@@ -53,7 +53,8 @@ def on_starting(server):
 def when_ready(server):
     # After on_starting has emptied the directory and before the first worker forks: the
     # master alone outlives every worker, so it sums their files (prometheus_client's
-    # multiprocess mode; prometheus-flask-exporter's GunicornPrometheusMetrics does the same).
+    # multiprocess mode). Our server rather than the exporter's start_http_server_when_ready:
+    # that one answers any path, and a half-written worker file with a 500 and a traceback.
     from servicekit import metrics
 
     host, _, port = METRICS_BIND.rpartition(":")
@@ -69,9 +70,9 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
+    from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
 
     from servicekit.metrics import GUNICORN_WORKER_EXITS
 
-    multiprocess.mark_process_dead(worker.pid)
+    GunicornPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
     GUNICORN_WORKER_EXITS.inc()

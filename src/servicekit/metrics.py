@@ -5,6 +5,12 @@ prometheus_client is imported, so every worker writes its samples to files there
 master sums them; counters of workers that exited stay counted. Without it (tests, the
 Flask dev server) the process's own registry is read.
 
+The request metrics are prometheus-flask-exporter's: flask_http_request_total by method and
+status, flask_http_request_duration_seconds by method, route and status. The route label is
+the url rule, never the raw path, and no label shares a name with a target label the
+Prometheus Operator adds (endpoint, instance, job, namespace, pod, service, container), so
+the ServiceMonitors need no honorLabels.
+
 /metrics is served by the gunicorn master on its own port (METRICS_PORT, see ``serve``), not
 by the app: the app port is the one the Ingress reaches, and request counts, dependency
 state and worker restarts are for Prometheus only.
@@ -16,38 +22,28 @@ import json
 import os
 import struct
 import threading
-import time
 from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
     multiprocess,
 )
+from prometheus_flask_exporter import PrometheusMetrics
+from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
 
 from servicekit.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-HTTP_REQUESTS = Counter(
-    "http_requests_total",
-    "HTTP requests served, by endpoint (route template) and status.",
-    ["method", "endpoint", "status"],
-)
-HTTP_LATENCY = Histogram(
-    "http_request_duration_seconds",
-    "Time to serve a request, by endpoint (route template) and status.",
-    ["method", "endpoint", "status"],
-    buckets=LATENCY_BUCKETS,
-)
+# The exporter has no app-wide in-flight gauge; livesum drops a dead worker's share.
 HTTP_IN_FLIGHT = Gauge(
     "http_requests_in_flight",
     "Requests being served right now.",
@@ -60,39 +56,47 @@ GUNICORN_WORKER_EXITS = Counter(
     "gunicorn worker processes that exited; the master replaces each while it runs.",
 )
 
-
 # Any other method string a client sends is counted as "other", so it cannot mint series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
+# Tests and the dev server build several apps in one process; a registry per app lets each
+# register the exporter's metrics, and the newest app's are the ones exposed.
+_app_registry: CollectorRegistry | None = None
 
-def _method() -> str:
-    return request.method if request.method in KNOWN_METHODS else "other"
 
-
-def _endpoint() -> str:
-    # The route template, never the raw path, keeps label cardinality bounded.
-    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+def route(req: Request) -> str:
+    """The route label: the url rule, with every unmatched path as one value."""
+    return req.url_rule.rule if req.url_rule is not None else "unmatched"
 
 
 def install(app: Flask) -> None:
+    global _app_registry
+    options = dict(group_by=route, buckets=LATENCY_BUCKETS)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # This class adds no /metrics route to the app: the master's port serves it (serve).
+        GunicornPrometheusMetrics(app, **options)
+    else:
+        _app_registry = CollectorRegistry()
+        PrometheusMetrics(app, path=None, registry=_app_registry, **options)
+
+    @app.after_request
+    def _bound_the_method(response: Response) -> Response:
+        # Registered after the exporter's hook, so it runs just before it (Flask runs them
+        # in reverse): the exporter labels with request.method as it finds it.
+        if request.method not in KNOWN_METHODS:
+            request.method = "other"
+        return response
+
     @app.before_request
-    def _start_timer() -> None:
-        g.metrics_started = time.perf_counter()
+    def _enter() -> None:
+        g.in_flight = True
         HTTP_IN_FLIGHT.inc()
 
     @app.teardown_request
     def _leave(_exc: BaseException | None) -> None:
-        if getattr(g, "metrics_started", None) is not None:
+        # An earlier before_request that raised means _enter never ran.
+        if g.pop("in_flight", False):
             HTTP_IN_FLIGHT.dec()
-
-    @app.after_request
-    def _record(response: Response) -> Response:
-        started = getattr(g, "metrics_started", None)
-        if started is not None:
-            labels = (_method(), _endpoint(), str(response.status_code))
-            HTTP_REQUESTS.labels(*labels).inc()
-            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
-        return response
 
 
 class MetricsBusy(RuntimeError):
@@ -102,7 +106,8 @@ class MetricsBusy(RuntimeError):
 def exposition() -> bytes:
     """Every metric in the Prometheus text format, summed over the workers under gunicorn."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return generate_latest(REGISTRY)
+        own = generate_latest(_app_registry) if _app_registry is not None else b""
+        return generate_latest(REGISTRY) + own
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     try:

@@ -307,7 +307,6 @@ def test_service_monitors_scrape_each_service_every_15s_with_the_release_label(g
                 "path": "/metrics",
                 "interval": "15s",
                 "scrapeTimeout": "10s",
-                "honorLabels": True,
             }
         ]
     bitnami = [
@@ -316,6 +315,12 @@ def test_service_monitors_scrape_each_service_every_15s_with_the_release_label(g
         if obj["metadata"]["labels"].get("helm.sh/chart", "").startswith(("postgresql", "minio"))
     ]
     assert len(bitnami) == 2 and all(obj["metadata"]["labels"]["release"] == "platform" for obj in bitnami)
+
+
+def test_service_monitors_keep_the_target_labels_of_prometheus_over_those_a_pod_exports(render):
+    for name, monitor in service_objects(render, "ServiceMonitor").items():
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert not endpoint.get("honorLabels", False), f"{name}: honorLabels lets a pod set its own job"
 
 
 def test_the_helm_test_pod_runs_the_journey_from_the_chart_against_the_api_service(get_render, chart_ready):

@@ -34,8 +34,9 @@ GRAFANA_VARIABLES = {
 }
 # Series that Prometheus makes itself rather than scrapes.
 PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
-# Labels that Prometheus attaches to every scraped series (target labels), not the exporter.
-TARGET_LABELS = {"job", "instance", "namespace", "pod", "container", "service"}
+# Labels that Prometheus and the Operator's ServiceMonitors attach to every scraped series
+# (target labels; `endpoint` is the port name), not the exporter.
+TARGET_LABELS = {"job", "instance", "namespace", "pod", "container", "service", "endpoint"}
 
 # Metrics from exporters that run beside the services in the cluster and not here, with the
 # exporter each comes from. Every dashboard or alert query names either one of these or a

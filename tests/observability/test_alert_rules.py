@@ -114,7 +114,7 @@ def test_slo_windows_beyond_5m_are_sums_of_the_recorded_5m_rates():
     slo = {
         rule["record"]: rule["expr"] for rule in rules() if rule["file"] == "slo.yaml" and "record" in rule
     }
-    reading_raw = {name for name, expr in slo.items() if "http_requests_total" in expr}
+    reading_raw = {name for name, expr in slo.items() if "flask_http_request_duration_seconds_count" in expr}
     assert reading_raw == {"job:slo_requests:rate5m", "job:slo_errors:rate5m"}
     windows = [name.rsplit("ratio_rate", 1)[1] for name in slo if "ratio_rate" in name]
     assert windows == ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]

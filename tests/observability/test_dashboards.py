@@ -132,7 +132,7 @@ def test_every_dashboard_query_parses_as_promql(promtool, tmp_path):
 def test_a_broken_query_is_caught(promtool, tmp_path):
     """The parse check above really rejects bad PromQL (it is not vacuous)."""
     rules_file = tmp_path / "broken.yaml"
-    broken = {"record": "dashboard:query_0", "expr": "sum(rate(http_requests_total[5m])"}
+    broken = {"record": "dashboard:query_0", "expr": "sum(rate(flask_http_request_total[5m])"}
     rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": [broken]}]}))
     result = subprocess.run(
         [promtool, "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60, check=False

@@ -37,12 +37,16 @@ def scrape(url: str) -> dict[str, set[str]]:
 def test_metric_names_are_read_from_promql():
     expr = (
         "sum by (job, le) ("
-        'rate(http_request_duration_seconds_bucket{job=~"a|b",endpoint!~"/x"}[$__rate_interval]))'
+        'rate(flask_http_request_duration_seconds_bucket{job=~"a|b",route!~"/x"}[$__rate_interval]))'
         ' / on (job) group_left job:http_requests:rate5m > bool 0.5 or absent(up{job="auth"})'
     )
-    assert metric_names(expr) == {"http_request_duration_seconds_bucket", "job:http_requests:rate5m", "up"}
+    assert metric_names(expr) == {
+        "flask_http_request_duration_seconds_bucket",
+        "job:http_requests:rate5m",
+        "up",
+    }
     assert selector_labels(expr) == {
-        "http_request_duration_seconds_bucket": {"job", "endpoint"},
+        "flask_http_request_duration_seconds_bucket": {"job", "route"},
         "up": {"job"},
     }
 
@@ -56,7 +60,7 @@ def test_every_exporter_metric_listed_is_used_and_every_name_used_is_accounted_f
         name
         for name in used - set(EXPORTER_METRICS) - PROMETHEUS_SERIES
         if ":" not in name
-        and not name.startswith(("http_", "db_pool_", "dependency_up", "gunicorn_"))
+        and not name.startswith(("flask_http_", "http_", "db_pool_", "dependency_up", "gunicorn_"))
         and not name.startswith(tuple(f"{service}_" for service in SERVICES))
     }
     assert not unknown, f"names that belong to no service and no listed exporter: {unknown}"
@@ -117,6 +121,16 @@ def test_every_label_a_query_matches_on_is_exported_with_the_metric(platform_sta
             if unknown:
                 wrong.append(f"{query.source}: {metric} has no label {sorted(unknown)}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.integration
+def test_no_service_label_is_one_prometheus_attaches_so_no_scrape_needs_honor_labels(platform_stack, traffic):
+    clashing = []
+    for name in STARTED_SERVICES:
+        for metric, labels in scrape(platform_stack.services[name].metrics_url).items():
+            if labels & TARGET_LABELS:
+                clashing.append(f"{name}: {metric} {sorted(labels & TARGET_LABELS)}")
+    assert not clashing, "\n".join(clashing)
 
 
 @pytest.mark.integration

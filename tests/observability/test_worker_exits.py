@@ -52,7 +52,7 @@ def test_a_killed_worker_is_counted_once_replaced_and_its_requests_stay_counted(
         wait_until(
             lambda: sample(service, "gunicorn_worker_exits_total") == 1, timeout=10, message="the exit"
         )
-        assert sample(service, "http_requests_total") >= 20
+        assert sample(service, "flask_http_request_total") >= 20
         # The dead worker's in-flight gauge went with it: nothing is left "in flight".
         assert sample(service, "http_requests_in_flight") <= 1  # the /metrics request itself
     finally:

@@ -122,10 +122,11 @@ def test_metrics_count_every_request_across_workers_and_worker_restarts(auth_und
     )
 
     metrics = requests.get(f"{service.metrics_url}/metrics", timeout=5).text
-    assert _metric(metrics, "http_requests_total", endpoint="/live", status="200") == 90
-    assert _metric(metrics, "http_request_duration_seconds_count", endpoint="/live", status="200") == 90
-    assert _metric(metrics, "http_requests_total", endpoint="/register", status="201") == 3
-    assert _metric(metrics, "http_requests_total", endpoint="/register", status="409") == 1
+    requests_by_route = "flask_http_request_duration_seconds_count"
+    assert _metric(metrics, requests_by_route, route="/live", status="200") == 90
+    assert _metric(metrics, requests_by_route, route="/register", status="201") == 3
+    assert _metric(metrics, requests_by_route, route="/register", status="409") == 1
+    assert _metric(metrics, "flask_http_request_total", method="POST", status="201") == 3
     assert _metric(metrics, "auth_registrations_total", outcome="created") == 3
     assert _metric(metrics, "auth_registrations_total", outcome="duplicate") == 1
     assert _metric(metrics, "auth_logins_total", outcome="success") == 1

@@ -60,5 +60,5 @@ def test_requests_are_counted_by_route_template_not_by_file_name(images_client, 
     images_client.get(f"/images/{body['filename']}", headers=alice)
 
     metrics = exposition().decode()
-    assert 'endpoint="/images/<filename>"' in metrics
+    assert 'route="/images/<filename>"' in metrics
     assert body["filename"] not in metrics

@@ -115,9 +115,9 @@ def test_metrics_are_exposed_in_prometheus_text_format_on_the_metrics_port(app):
 
     assert metrics.status_code == 200
     assert metrics.headers["Content-Type"].startswith("text/plain; version=")
-    assert 'http_requests_total{endpoint="/hello",method="GET",status="200"}' in metrics.get_data(
-        as_text=True
-    )
+    text = metrics.get_data(as_text=True)
+    assert 'flask_http_request_total{method="GET",status="200"}' in text
+    assert 'flask_http_request_duration_seconds_count{method="GET",route="/hello",status="200"}' in text
 
 
 def test_the_app_port_does_not_serve_metrics(app):
@@ -160,7 +160,53 @@ def test_unknown_http_methods_are_counted_as_other_so_they_cannot_mint_series(ap
     metrics = scrape_metrics()
 
     assert "X0ZZ" not in metrics
-    assert 'http_requests_total{endpoint="unmatched",method="other",status="405"} 3.0' in metrics
+    assert 'flask_http_request_total{method="other",status="405"} 3.0' in metrics
+    by_route = "flask_http_request_duration_seconds_count"
+    assert f'{by_route}{{method="other",route="unmatched",status="405"}} 3.0' in metrics
+
+
+def test_requests_are_labelled_by_route_template_and_every_unmatched_path_is_one_value(app, scrape_metrics):
+    @app.get("/greet/<name>")
+    def greet(name: str):
+        return {"hello": name}
+
+    client = app.test_client()
+    client.get("/greet/alice")
+    client.get("/greet/bob")
+    client.get("/no/such/page")
+    client.get("/nor/this/one")
+
+    metrics = scrape_metrics()
+
+    by_route = "flask_http_request_duration_seconds_count"
+    assert f'{by_route}{{method="GET",route="/greet/<name>",status="200"}} 2.0' in metrics
+    assert f'{by_route}{{method="GET",route="unmatched",status="404"}} 2.0' in metrics
+    assert "alice" not in metrics and "/no/such/page" not in metrics
+
+
+def test_an_unhandled_error_is_counted_once_as_a_500(app, scrape_metrics):
+    app.test_client().get("/boom")
+
+    metrics = scrape_metrics()
+
+    assert 'flask_http_request_total{method="GET",status="500"} 1.0' in metrics
+    assert 'flask_http_request_duration_seconds_count{method="GET",route="/boom",status="500"} 1.0' in metrics
+
+
+def test_no_request_metric_label_is_one_the_prometheus_operator_adds_to_every_target(app, scrape_metrics):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app.test_client().get("/hello")
+
+    labels = {
+        name
+        for family in text_string_to_metric_families(scrape_metrics())
+        if family.name.startswith("flask_http_request")
+        for sample in family.samples
+        for name in sample.labels
+    }
+
+    assert labels == {"method", "route", "status", "le"}
 
 
 def test_integer_route_parameters_take_ascii_digits_only(app):
