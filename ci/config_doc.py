@@ -57,6 +57,24 @@ def render() -> str:
         "| `FORWARDED_ALLOW_IPS` | 127.0.0.1 | proxies whose X-Forwarded-* headers are trusted |\n"
         "| `PROMETHEUS_MULTIPROC_DIR` | /tmp/prometheus-$SERVICE_NAME | where workers share metrics |\n"
     )
+    sections.append(
+        "\n## Traces (OpenTelemetry SDK, `src/servicekit/tracing.py`)\n\n"
+        "Read by the OpenTelemetry SDK itself, and only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; "
+        "any other standard `OTEL_*` variable applies too.\n\n"
+        "| variable | default | meaning |\n|---|---|---|\n"
+        "| `OTEL_SDK_DISABLED` | false | true: no traces even with an endpoint |\n"
+        "| `OTEL_TRACES_SAMPLER` | parentbased_always_on | which traces are recorded "
+        "(chart: `global.tracing.sampler`) |\n"
+        "| `OTEL_TRACES_SAMPLER_ARG` | (unset) | share of traces the ratio samplers keep, 0 to 1 "
+        "(chart: `global.tracing.samplerArg`) |\n"
+        "| `OTEL_SERVICE_NAME` | the service (auth, api, images) | `service.name` of the spans |\n"
+        "| `OTEL_RESOURCE_ATTRIBUTES` | (unset) | more resource attributes, `key=value,...` (chart: "
+        "`deployment.environment.name`) |\n"
+        "| `OTEL_BSP_SCHEDULE_DELAY` | 5000 | milliseconds between batch exports of a worker |\n"
+        "| `OTEL_EXPORTER_OTLP_HEADERS` | (unset) | headers of every export, e.g. the collector's "
+        "token |\n"
+        "| `OTEL_PROPAGATORS` | tracecontext,baggage | how trace context is read and passed on |\n"
+    )
     return "\n".join(sections)
 
 

@@ -23,6 +23,11 @@ PROMTOOL_MODULE="github.com/prometheus/prometheus/cmd/promtool"
 PROMTOOL_VERSION="v0.316.0"
 # The Prometheus server itself, for the test that scrapes the local services with the alert rules.
 PROMETHEUS_MODULE="github.com/prometheus/prometheus/cmd/prometheus"
+# Jaeger v2 (all-in-one: OTLP receiver, in-memory storage, query API), the trace backend of the
+# tracing test (devstack.jaeger).
+JAEGER_MODULE="github.com/jaegertracing/jaeger"
+# renovate: datasource=go depName=github.com/jaegertracing/jaeger
+JAEGER_VERSION="v1.76.0"
 # renovate: datasource=pypi depName=checkov
 CHECKOV_VERSION="3.3.30"
 # The chart READMEs' parameter tables, generated from the values.yaml comments (`make docs`).
@@ -73,7 +78,7 @@ if [ ! -x "$TOOLS/checkov/bin/checkov" ] || ! grep -qx "$CHECKOV_VERSION" "$TOOL
   echo "$CHECKOV_VERSION" > "$TOOLS/checkov/.version"
 fi
 
-# --- Go-built tools: helm, minio, promtool, prometheus, helm-docs, actionlint -------------------------------------
+# --- Go-built tools: helm, minio, promtool, prometheus, helm-docs, actionlint, jaeger ---------
 go_tool() {
   local name="$1" module="$2" version="$3"
   if [ -x "$BIN/$name" ] && grep -qx "$module@$version" "$BIN/.$name.version" 2>/dev/null; then
@@ -84,6 +89,20 @@ go_tool() {
   (cd "$TOOLS" && GOBIN="$BIN" GOFLAGS=-mod=mod go install "$module@$version")
   echo "$module@$version" > "$BIN/.$name.version"
 }
+# For a module whose go.mod has replace directives (Jaeger's), which `go install module@version`
+# refuses: build the package inside the downloaded module, with its own go.mod and go.sum.
+go_tool_in_module() {
+  local name="$1" module="$2" version="$3" package="$4" dir
+  if [ -x "$BIN/$name" ] && grep -qx "$module@$version" "$BIN/.$name.version" 2>/dev/null; then
+    return
+  fi
+  log "go build $module/$package@$version"
+  mkdir -p "$BIN"
+  dir="$(cd "$TOOLS" && GOFLAGS=-mod=mod go mod download -json "$module@$version" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  (cd "$dir" && GOFLAGS=-mod=mod go build -o "$BIN/$name" "./$package")
+  echo "$module@$version" > "$BIN/.$name.version"
+}
 go_tool helm "$HELM_MODULE" "$HELM_VERSION"
 go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
 go_tool promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
@@ -91,5 +110,6 @@ go_tool mc "$MC_MODULE" "$MC_VERSION"
 go_tool prometheus "$PROMETHEUS_MODULE" "$PROMTOOL_VERSION"
 go_tool helm-docs "$HELM_DOCS_MODULE" "$HELM_DOCS_VERSION"
 go_tool actionlint "$ACTIONLINT_MODULE" "$ACTIONLINT_VERSION"
+go_tool_in_module jaeger "$JAEGER_MODULE" "$JAEGER_VERSION" cmd/jaeger
 
 log "ready: $(ls "$BIN" | tr '\n' ' ')"

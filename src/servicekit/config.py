@@ -159,7 +159,7 @@ class ServiceSettings:
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "",
         doc="OpenTelemetry collector (OTLP/HTTP) base URL, e.g. http://otel-collector:4318; "
-        "traces are exported only when set",
+        "traces are recorded and exported only when set (the SDK's own variables below then apply)",
     )
 
 

@@ -1,154 +1,114 @@
-"""Optional OpenTelemetry trace export over OTLP/HTTP; off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
+"""OpenTelemetry traces over OTLP/HTTP; off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
 
-servicekit.context already reads and passes on the W3C traceparent and the X-Request-ID, so
-traces link up across services with or without this module. When export is on, each request
-is also recorded as a server span, child of the caller's span, with the trace id that
-context.py chose, and sent in batches to the collector.
+OpenTelemetry's own instrumentations record the spans: the WSGI middleware the incoming
+request (continuing the caller's W3C traceparent), requests the calls to other services (and
+puts their traceparent on them), SQLAlchemy the database statements, botocore the S3 calls.
+The SDK reads the rest of the standard variables itself: OTEL_SERVICE_NAME and
+OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (default
+parentbased_always_on), OTEL_EXPORTER_OTLP_*, OTEL_BSP_*, OTEL_PROPAGATORS; OTEL_SDK_DISABLED
+turns it all off.
 
-The SDK is imported only when export is on, so the services run without it installed. Its
-batch exporter owns a thread, and threads do not survive fork: the tracer is built lazily
-by the first request a process serves. Under gunicorn that is in each worker after the fork,
-never in the master (which serves no request), and a process that finds a tracer built by
-another pid builds its own.
+Nothing of OpenTelemetry is imported while export is off: servicekit.context still passes the
+traceparent and X-Request-ID on, so logs correlate across services without it.
+
+The batch exporter owns a thread, and threads do not survive fork. gunicorn (without
+preload_app) calls the app factory in each worker after the fork, so the provider is built
+there, once per process; gunicorn_conf.worker_exit flushes it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
-import threading
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, g, request
 
-log = logging.getLogger(__name__)
-
-_lock = threading.Lock()
-_tracer = None
 _provider = None
 _pid: int | None = None
-_unavailable = False
+
+
+def enabled(endpoint: str) -> bool:
+    return bool(endpoint) and os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
 
 
 def install(app: Flask, service_name: str, endpoint: str) -> None:
-    """Record every request of ``app`` as a span exported to ``endpoint`` (no-op when empty)."""
-    if not endpoint:
+    """Trace every request of ``app`` and what it calls (no-op unless ``endpoint`` is set)."""
+    if not enabled(endpoint):
         return
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    _provider_for_this_process(service_name, endpoint)
+    _instrument_libraries()
+    app.wsgi_app = OpenTelemetryMiddleware(app.wsgi_app)
 
     @app.before_request
-    def _start_span() -> None:
-        tracer = _tracer_for_this_process(service_name, endpoint)
-        if tracer is not None:
-            g.otel_span = _start_server_span(tracer)
-
-    @app.after_request
-    def _record_status(response: Response) -> Response:
-        span = getattr(g, "otel_span", None)
-        if span is not None:
-            span.set_attribute("http.response.status_code", response.status_code)
-            if response.status_code >= 500:
-                from opentelemetry.trace import Status, StatusCode
-
-                span.set_status(Status(StatusCode.ERROR))
-        return response
-
-    @app.teardown_request
-    def _end_span(exc: BaseException | None) -> None:
-        span = getattr(g, "otel_span", None)
-        if span is not None:
-            if exc is not None:
-                span.record_exception(exc)
-            span.end()
-            g.otel_span = None
+    def _name_span_and_share_its_ids() -> None:
+        # Registered after servicekit.context's hook: the span, not the bare header, now
+        # decides the ids that logs, the access line and outbound calls carry.
+        span = trace.get_current_span()
+        ids = span.get_span_context()
+        if not ids.is_valid:
+            return
+        g.trace_id = format(ids.trace_id, "032x")
+        g.span_id = format(ids.span_id, "016x")
+        g.trace_flags = format(ids.trace_flags, "02x")
+        # The middleware sees the path only; the route names the span without the ids in it.
+        if request.url_rule is not None:
+            span.update_name(f"{request.method} {request.url_rule.rule}")
+            span.set_attribute("http.route", request.url_rule.rule)
+        span.set_attribute("request.id", getattr(g, "request_id", "") or "")
 
 
-def _start_server_span(tracer):
-    from opentelemetry.trace import (
-        NonRecordingSpan,
-        SpanContext,
-        SpanKind,
-        TraceFlags,
-        set_span_in_context,
-    )
-
-    parent = None
-    if getattr(g, "parent_span_id", None):
-        remote = SpanContext(
-            trace_id=int(g.trace_id, 16),
-            span_id=int(g.parent_span_id, 16),
-            is_remote=True,
-            trace_flags=TraceFlags(int(g.trace_flags, 16)),
-        )
-        parent = set_span_in_context(NonRecordingSpan(remote))
-    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    span = tracer.start_span(
-        f"{request.method} {route}",
-        context=parent,
-        kind=SpanKind.SERVER,
-        attributes={
-            "http.request.method": request.method,
-            "http.route": route,
-            "url.path": request.path,
-            "request.id": getattr(g, "request_id", "") or "",
-        },
-    )
-    # Calls to other services name this span as their parent (context.outbound_headers).
-    g.span_id = format(span.get_span_context().span_id, "016x")
-    return span
-
-
-def _tracer_for_this_process(service_name: str, endpoint: str):
-    global _tracer, _provider, _pid, _unavailable
-    if _unavailable:
-        return None
+def _provider_for_this_process(service_name: str, endpoint: str):
+    global _provider, _pid
     if _pid == os.getpid():
-        return _tracer
-    with _lock:
-        if _pid != os.getpid():
-            try:
-                _provider = _build_provider(service_name, endpoint)
-            except ImportError:
-                _unavailable = True
-                log.warning(
-                    "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed; "
-                    "traces are not exported"
-                )
-                return None
-            _tracer = _provider.get_tracer("servicekit")
-            _pid = os.getpid()
-    return _tracer
-
-
-def _build_provider(service_name: str, endpoint: str):
+        return _provider
+    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    class RequestTraceIds(RandomIdGenerator):
-        # A request that arrived without traceparent already has a trace id (context.py),
-        # which its logs and outbound calls carry; its root span must use the same one.
-        def generate_trace_id(self) -> int:
-            trace_id = getattr(g, "trace_id", None) if has_request_context() else None
-            return int(trace_id, 16) if trace_id else super().generate_trace_id()
-
-    resource = Resource.create(
-        {
-            "service.name": service_name,
-            "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
-        }
+    defaults = Resource.create(
+        {"service.name": service_name, "service.instance.id": f"{socket.gethostname()}-{os.getpid()}"}
     )
-    provider = TracerProvider(
-        resource=resource,
-        id_generator=RequestTraceIds(),
-        # The caller's sampled flag decides; a trace that starts here is always recorded.
-        sampler=ParentBased(TraceIdRatioBased(1.0)),
-    )
-    exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces", timeout=5)
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the defaults, as the spec says.
+    provider = TracerProvider(resource=defaults.merge(OTELResourceDetector().detect()))
+    # The endpoint comes through the settings (which may not be the environment, in tests); the
+    # exporter reads its other OTEL_EXPORTER_OTLP_* variables itself.
+    exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _provider, _pid = provider, os.getpid()
     return provider
+
+
+def _instrument_libraries() -> None:
+    """Patch the client libraries this service has installed (each image has its own extra)."""
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    # Its declared range ends before SQLAlchemy 2.1, but the engine events it listens to are
+    # unchanged there (the tracing tests see the statements' spans).
+    _instrument(SQLAlchemyInstrumentor(), skip_dep_check=True)
+    try:
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    except ImportError:  # auth calls no other service
+        pass
+    else:
+        _instrument(RequestsInstrumentor())
+    try:
+        from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+    except ImportError:  # only images talks to S3
+        pass
+    else:
+        _instrument(BotocoreInstrumentor())
+
+
+def _instrument(instrumentor, **options) -> None:
+    # Instrumentors patch modules, once per process; a second app in the same process reuses that.
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(**options)
 
 
 def shutdown() -> None:

@@ -1,4 +1,4 @@
-"""Logs and traces: one request followed through the gateway, auth and images, and OTLP export."""
+"""Logs and traces: one request followed through the gateway, auth and images, into a real Jaeger."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
+from devstack.jaeger import JaegerServer
 from devstack.services import ServiceProcess
 from devstack.wait import free_port, wait_until
 from tests.observability.conftest import png_bytes
@@ -228,6 +229,8 @@ def test_a_call_to_another_service_names_the_exported_span_as_its_parent(otlp_re
         "app.add_url_rule('/call', 'call', lambda: context.outbound_headers())\n"
         f"incoming = {{'traceparent': '00-{trace_id}-{caller_span}-01'}}\n"
         "answer = app.test_client().get('/call', headers=incoming)\n"
+        # As under gunicorn, the WSGI server span ends when the response is closed.
+        "answer.close()\n"
         "tracing.shutdown()\n"
         "print(answer.get_json()['traceparent'])\n"
     )
@@ -239,3 +242,117 @@ def test_a_call_to_another_service_names_the_exported_span_as_its_parent(otlp_re
     assert parent == span.span_id.hex()
     assert span.parent_span_id.hex() == caller_span
     assert span.name == "GET /call"
+
+
+@pytest.fixture
+def jaeger():
+    server = JaegerServer().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def traced_services(platform_stack, jaeger):
+    """auth, images and api again, on the session's databases, exporting every trace to Jaeger."""
+    tracing_env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint,
+        "OTEL_TRACES_SAMPLER": "always_on",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    ports = {name: free_port() for name in ("auth", "images", "api")}
+    auth_url = f"http://127.0.0.1:{ports['auth']}"
+    wiring = {
+        "auth": {},
+        "images": {"AUTH_JWKS_URL": f"{auth_url}/.well-known/jwks.json"},
+        "api": {"AUTH_SERVICE_URL": auth_url, "IMAGES_SERVICE_URL": f"http://127.0.0.1:{ports['images']}"},
+    }
+    started: dict[str, ServiceProcess] = {}
+    try:
+        for name, own in wiring.items():  # the gateway last, once what it calls answers
+            env = {**platform_stack.services[name].env, **own, **tracing_env}
+            started[name] = ServiceProcess(name, ports[name], env, workers=1).start()
+        yield started
+    finally:
+        for service in started.values():
+            service.stop()
+
+
+def tag(span: dict, key: str):
+    return next((t["value"] for t in span["tags"] if t["key"] == key), None)
+
+
+def parent_of(span: dict) -> str | None:
+    return next((r["spanID"] for r in span["references"] if r["refType"] == "CHILD_OF"), None)
+
+
+def upload_spans_complete(spans: list[dict]) -> bool:
+    def has(service: str, **tags) -> bool:
+        return any(
+            s["serviceName"] == service and all(tag(s, k) == v for k, v in tags.items()) for s in spans
+        )
+
+    return (
+        has("api", **{"span.kind": "server", "http.route": "/api/v1/images/upload"})
+        and has("auth", **{"span.kind": "server", "http.route": "/verify"})
+        and has("images", **{"span.kind": "server", "http.route": "/upload"})
+        and has("images", **{"db.system": "postgresql"})
+        and has("images", **{"rpc.service": "S3", "rpc.method": "PutObject"})
+    )
+
+
+@pytest.mark.integration
+def test_an_upload_through_the_gateway_is_one_trace_in_jaeger_with_database_s3_and_outgoing_calls(
+    traced_services, jaeger
+):
+    api = f"{traced_services['api'].url}/api/v1"
+    user, password = f"t{uuid.uuid4().hex[:10]}", "correct horse battery staple"
+    assert requests.post(f"{api}/auth/register", json={"username": user, "password": password}, timeout=10).ok
+    # A token the gateway has never seen, so it asks auth to verify it within the upload.
+    token = requests.post(
+        f"{api}/auth/login", json={"username": user, "password": password}, timeout=10
+    ).json()["access_token"]
+    request_id = f"jaeger-{uuid.uuid4().hex}"
+    trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
+
+    upload = requests.post(
+        f"{api}/images/upload",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "X-Request-ID": request_id,
+            "traceparent": f"00-{trace_id}-{client_span}-01",
+        },
+        files={"file": ("dot.png", png_bytes(), "image/png")},
+        timeout=10,
+    )
+    assert upload.status_code == 201, upload.text
+
+    spans = wait_until(
+        lambda: upload_spans_complete(found := jaeger.trace(trace_id)) and found,
+        timeout=30,
+        message=f"the upload's spans from api, auth and images in Jaeger (trace {trace_id})",
+    )
+    by_id = {span["spanID"]: span for span in spans}
+    assert {span["traceID"] for span in spans} == {trace_id}
+    servers = {
+        span["serviceName"]: span
+        for span in spans
+        if tag(span, "span.kind") == "server" and tag(span, "request.id") == request_id
+    }
+    assert set(servers) == {"api", "auth", "images"}
+    # The client's span is the gateway's parent; auth and images continue the gateway's
+    # outgoing HTTP spans, which requests' instrumentation recorded and put in traceparent.
+    assert parent_of(servers["api"]) == client_span
+    for callee in ("auth", "images"):
+        caller = by_id[parent_of(servers[callee])]
+        assert caller["serviceName"] == "api"
+        assert tag(caller, "span.kind") == "client"
+        assert parent_of(caller) == servers["api"]["spanID"]
+    # The database and S3 calls hang under images' request.
+    images_ids = {span["spanID"] for span in spans if span["serviceName"] == "images"}
+    for backend in ("db.system", "rpc.service"):
+        calls = [span for span in spans if span["serviceName"] == "images" and tag(span, backend)]
+        assert calls and all(parent_of(span) in images_ids for span in calls), backend
+    # The logs carry the same trace id, so a log line leads to its trace and back.
+    for name, service in traced_services.items():
+        line = wait_until(lambda service=service: access_line(service, request_id), timeout=10, message=name)
+        assert line["trace_id"] == trace_id, name

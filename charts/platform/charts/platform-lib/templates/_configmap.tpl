@@ -28,9 +28,15 @@ data:
   {{- end }}
   DB_POOL_SIZE: {{ $values.database.poolSize | quote }}
   DB_MAX_OVERFLOW: {{ $values.database.maxOverflow | quote }}
-  {{- with ($global.tracing | default dict).otlpEndpoint }}
-  # Trace export (servicekit.tracing); absent = off.
-  OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+  {{- $tracing := $global.tracing | default dict }}
+  {{- if $tracing.otlpEndpoint }}
+  # Trace export (servicekit.tracing); absent = off. The OpenTelemetry SDK reads the rest.
+  OTEL_EXPORTER_OTLP_ENDPOINT: {{ $tracing.otlpEndpoint | quote }}
+  OTEL_TRACES_SAMPLER: {{ $tracing.sampler | default "parentbased_always_on" | quote }}
+  {{- if contains "traceidratio" ($tracing.sampler | default "") }}
+  OTEL_TRACES_SAMPLER_ARG: {{ $tracing.samplerArg | toString | quote }}
+  {{- end }}
+  OTEL_RESOURCE_ATTRIBUTES: {{ printf "deployment.environment.name=%s" $global.environment | quote }}
   {{- end }}
   {{- if eq $service "auth" }}
   # How long verifiers may cache the JWKS; key retirement waits it out.
