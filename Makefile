@@ -1,32 +1,39 @@
 # The two commands a developer needs on a fresh machine are `make run` and `make test`;
-# both install what they need first (ci/install.sh, idempotent; `make test` also builds the
-# local cluster's binaries and the images, see ci/check.sh).
+# both install what they need first (ci/install.sh, idempotent): `make run` only the venv,
+# PostgreSQL's server and minio; `make test` every tool, and it also builds the local
+# cluster's binaries and the images (see ci/check.sh).
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 
-.PHONY: help tools run test lint format bench clean
+.PHONY: help tools run-tools run test lint format bench lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 tools: ## install every pinned tool into .venv and .tools (skips what is there)
 	@bash ci/install.sh
 
-run: tools ## run PostgreSQL, MinIO and the three services locally (API on 127.0.0.1:3002)
+run-tools: ## install only what `make run` needs: the venv, PostgreSQL's server, minio
+	@bash ci/install.sh run
+
+run: run-tools ## run PostgreSQL, MinIO and the three services locally (API on 127.0.0.1:3002)
 	$(PYTHON) -m devstack
 
 test: ## every check: lint, Dockerfiles, unit, integration, charts, alerts, dashboards, images, local cluster
 	bash ci/check.sh
 
-lint: tools ## lint and format checks only
+lint: run-tools ## lint and format checks only
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
-format: tools ## apply ruff's formatting and safe fixes
+format: run-tools ## apply ruff's formatting and safe fixes
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-bench: tools ## measure throughput, upload time and memory against a fresh local stack (BENCH=name for one)
+bench: run-tools ## measure throughput, upload time and memory against a fresh local stack (BENCH=name for one)
 	$(PYTHON) -m bench $(BENCH)
+
+lock: run-tools ## rewrite the hashed lock files in requirements/ from setup.cfg (after changing a dependency)
+	bash ci/lock.sh
 
 clean: ## remove local state (.run) but keep installed tools
 	rm -rf .run
