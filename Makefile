@@ -1,7 +1,7 @@
 # The two commands a developer needs on a fresh machine are `make run` and `make test`;
-# both install what they need first (ci/install.sh, idempotent): `make run` only the venv,
-# PostgreSQL's server and minio; `make test` every tool, and it also builds the local
-# cluster's binaries and the images (see ci/check.sh).
+# both install what they need first (ci/install.sh, idempotent): `make run` only the
+# services' Python dependencies, PostgreSQL's server and minio; `make test` every tool, and it
+# also builds the local cluster's binaries and the images (see ci/check.sh).
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
@@ -14,7 +14,7 @@ help: ## list the targets
 tools: ## install every pinned tool into .venv and .tools (skips what is there)
 	@bash ci/install.sh
 
-run-tools: ## install only what `make run` needs: the venv, PostgreSQL's server, minio
+run-tools: ## install only what `make run` needs: the services' venv, PostgreSQL's server, minio
 	@bash ci/install.sh run
 
 run: run-tools ## run PostgreSQL, MinIO and the three services locally (API on 127.0.0.1:3002)
@@ -23,16 +23,16 @@ run: run-tools ## run PostgreSQL, MinIO and the three services locally (API on 1
 test: ## every check: lint, Dockerfiles, unit, integration, charts, alerts, dashboards, images, local cluster
 	bash ci/check.sh
 
-lint: run-tools ## lint and format checks only
+lint: tools ## lint and format checks only
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
-format: run-tools ## apply ruff's formatting and safe fixes
+format: tools ## apply ruff's formatting and safe fixes
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
 bench: run-tools ## measure throughput, upload time and memory against a fresh local stack (BENCH=name for one)
 	$(PYTHON) -m bench $(BENCH)
 
-lock: run-tools ## rewrite the hashed lock files in requirements/ from setup.cfg (after changing a dependency)
+lock: tools ## rewrite the hashed lock files in requirements/ from setup.cfg (after changing a dependency)
 	bash ci/lock.sh
 
 clean: ## remove local state (.run) but keep installed tools

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the local run or the tests need, pinned, into project-local folders (.venv,
 # .tools); skips what is already there. Safe to run again and again.
-#   ci/install.sh run   what `make run` needs: PostgreSQL's server, the Python venv, minio
-#   ci/install.sh       all of that and what only `make test` needs: checkov, helm, promtool,
-#                       prometheus, mc, openssl and nsenter
+#   ci/install.sh run   what `make run` needs: PostgreSQL's server, the services' Python
+#                       dependencies in .venv, minio
+#   ci/install.sh       all of that and what only the tests need: the test tools in .venv,
+#                       checkov, helm, promtool, prometheus, mc, openssl and nsenter
 set -euo pipefail
 SCOPE="${1:-all}"
 case "$SCOPE" in run | all) ;; *) echo "usage: $0 [run|all]" >&2; exit 2 ;; esac
@@ -48,19 +49,25 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
 fi
 id postgres >/dev/null 2>&1 || as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
-# --- Python: the services and every test tool, exactly as locked (make lock) -------------
-stamp="$VENV/.installed-$(cat "$ROOT"/requirements/{dev,build}.txt "$ROOT/setup.cfg" "$ROOT/pyproject.toml" |
-  sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  log "python venv in .venv (requirements/dev.txt)"
+# --- Python: exactly as locked (make lock) -----------------------------------------------
+# One venv: `run` installs the three services' locks (requirements/<service>.txt, constrained by
+# dev.txt, so the same versions), `all` also the dev lock, which adds the test tools. build.txt's
+# setuptools builds the project: with no build isolation nothing unlocked is fetched.
+venv_install() { # name, lock files
+  local name="$1"; shift
+  local locks=("${@/#/$ROOT/requirements/}") args=() lock stamp
+  stamp="$VENV/.installed-$name-$(cat "${locks[@]}" "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return
+  log "python venv in .venv (requirements/{$(IFS=,; echo "$*")})"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  # build.txt's setuptools builds the project below: with no build isolation nothing is fetched
-  # unlocked. --no-deps there because every dependency is in dev.txt.
-  "$VENV/bin/pip" install -q --require-hashes -r "$ROOT/requirements/dev.txt" -r "$ROOT/requirements/build.txt"
+  for lock in "${locks[@]}"; do args+=(-r "$lock"); done
+  "$VENV/bin/pip" install -q --require-hashes "${args[@]}"
   "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT"
-  rm -f "$VENV"/.installed-*
+  rm -f "$VENV/.installed-$name-"*
   touch "$stamp"
-fi
+}
+[ "$SCOPE" = run ] || venv_install dev dev.txt build.txt
+venv_install run auth.txt api.txt images.txt build.txt
 
 # --- Go-built tools ----------------------------------------------------------------------
 go_tool() {
@@ -77,7 +84,7 @@ go_tool() {
 go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
 
 if [ "$SCOPE" = run ]; then
-  log "ready to run: .venv, $BIN/minio"
+  log "ready to run: .venv (the services), $BIN/minio"
   exit 0
 fi
 

@@ -10,7 +10,6 @@
 # so an image runs exactly the versions the tests ran against.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-UV="${UV:-$ROOT/.venv/bin/uv}"
 cd "$ROOT"
 mkdir -p requirements
 
@@ -18,7 +17,7 @@ mkdir -p requirements
 # target explicitly gives the same locks wherever `make lock` runs.
 compile() {
   local out="$1"; shift
-  "$UV" pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+  "$ROOT/.venv/bin/uv" pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
     --custom-compile-command "make lock" ${UPGRADE:+--upgrade} --output-file "$out" "$@"
 }
 
