@@ -32,7 +32,7 @@ format: tools ## apply ruff's formatting and safe fixes
 bench: run-tools ## measure throughput, upload time and memory against a fresh local stack (BENCH=name for one)
 	$(PYTHON) -m bench $(BENCH)
 
-lock: tools ## rewrite the hashed lock files in requirements/ from setup.cfg (after changing a dependency)
+lock: ## rewrite the hashed lock files in requirements/ from setup.cfg (after changing a dependency)
 	bash ci/lock.sh
 
 clean: ## remove local state (.run) but keep installed tools

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.readme import readme_has
 
 REQUIREMENTS = PROJECT_ROOT / "requirements"
 SERVICES = ("auth", "api", "images")
@@ -27,22 +28,23 @@ def pins(lock: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def relocked(tmp_path_factory) -> Path:
-    """ci/lock.sh run on a copy of what it reads, the committed locks included: uv keeps their
-    versions where setup.cfg still allows them, so only a change to setup.cfg (or a hand edit)
-    makes a difference, not a release upstream."""
+    """`make lock`, as the README gives it, run on a copy of what it reads, the committed locks
+    included: uv keeps their versions where setup.cfg still allows them, so only a change to
+    setup.cfg (or a hand edit) makes a difference, not a release upstream."""
     copy = tmp_path_factory.mktemp("relock")
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+    for name in ("Makefile", "setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(PROJECT_ROOT / name, copy / name)
     shutil.copytree(PROJECT_ROOT / "ci", copy / "ci")
     shutil.copytree(REQUIREMENTS, copy / "requirements")
     (copy / "src").mkdir()  # setup.cfg's package_dir, for the project's metadata
     (copy / ".venv").symlink_to(sys.prefix)  # this venv's uv and Python
-    run = subprocess.run(["bash", "ci/lock.sh"], cwd=copy, capture_output=True, text=True)
+    command = readme_has("make lock").split()
+    run = subprocess.run(command, cwd=copy, capture_output=True, text=True)
     if run.returncode != 0:
         # No index reachable: uv's cache of it still answers for versions it has seen.
         offline = {**os.environ, "UV_OFFLINE": "1"}
-        run = subprocess.run(["bash", "ci/lock.sh"], cwd=copy, env=offline, capture_output=True, text=True)
-    assert run.returncode == 0, f"ci/lock.sh failed:\n{run.stderr}"
+        run = subprocess.run(command, cwd=copy, env=offline, capture_output=True, text=True)
+    assert run.returncode == 0, f"make lock failed:\n{run.stderr}"
     return copy / "requirements"
 
 
