@@ -1,19 +1,23 @@
 # The two commands a developer needs on a fresh machine are `make run` and `make test`;
-# both install what they need first (ci/install.sh, idempotent; `make test` also builds the
-# local cluster's binaries and the images, see ci/check.sh).
+# both install what they need first (ci/install.sh, idempotent): `make run` only the
+# services' Python dependencies, PostgreSQL's server and minio; `make test` every tool, and it
+# also builds the local cluster's binaries and the images (see ci/check.sh).
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 
-.PHONY: help tools run test lint format docs bench clean
+.PHONY: help tools run-tools run test lint format docs bench lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 tools: ## install every pinned tool into .venv and .tools (skips what is there)
 	@bash ci/install.sh
 
-run: tools ## run PostgreSQL, MinIO and the three services locally (API on 127.0.0.1:3002)
+run-tools: ## install only what `make run` needs: the services' venv, PostgreSQL's server, minio
+	@bash ci/install.sh run
+
+run: run-tools ## run PostgreSQL, MinIO and the three services locally (API on 127.0.0.1:3002)
 	$(PYTHON) -m devstack
 
 test: ## every check: lint, Dockerfiles, unit, integration, charts, alerts, dashboards, images, local cluster
@@ -33,8 +37,11 @@ docs: ## regenerate the chart READMEs' parameter tables from the values.yaml com
 	.tools/bin/helm-docs --chart-search-root charts --chart-to-generate $(HELM_DOCS_CHARTS) \
 	  --template-files README.md.gotmpl --sort-values-order file --log-level warning
 
-bench: tools ## measure throughput, upload time and memory against a fresh local stack (BENCH=name for one)
+bench: run-tools ## measure throughput, upload time and memory against a fresh local stack (BENCH=name for one)
 	$(PYTHON) -m bench $(BENCH)
+
+lock: ## rewrite the hashed lock files in requirements/ from setup.cfg (after changing a dependency)
+	bash ci/lock.sh
 
 clean: ## remove local state (.run) but keep installed tools
 	rm -rf .run

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything the tests and the local run need, pinned, into project-local folders
-# (.venv, .tools); skips what is already there. Safe to run again and again.
+# Installs what the local run or the tests need, pinned, into project-local folders (.venv,
+# .tools); skips what is already there. Safe to run again and again.
+#   ci/install.sh run   what `make run` needs: PostgreSQL's server, the services' Python
+#                       dependencies in .venv, minio
+#   ci/install.sh       all of that and what only the tests need: the test tools in .venv,
+#                       checkov, helm, promtool, prometheus, mc, openssl and nsenter
 set -euo pipefail
+SCOPE="${1:-all}"
+case "$SCOPE" in run | all) ;; *) echo "usage: $0 [run|all]" >&2; exit 2 ;; esac
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
@@ -49,8 +55,10 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_packages+=(postg
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 command -v go >/dev/null || apt_packages+=(golang-go)
 command -v pgrep >/dev/null || apt_packages+=(procps)
-command -v openssl >/dev/null || apt_packages+=(openssl)
-command -v nsenter >/dev/null || apt_packages+=(util-linux)  # ci/cluster/run.sh joins its network namespace
+if [ "$SCOPE" = all ]; then
+  command -v openssl >/dev/null || apt_packages+=(openssl)  # the tests' TLS certificates
+  command -v nsenter >/dev/null || apt_packages+=(util-linux)  # ci/cluster/run.sh joins its network namespace
+fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"
   as_root apt-get update -qq
@@ -58,27 +66,27 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
 fi
 id postgres >/dev/null 2>&1 || as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
-# --- Python: the services and every test tool --------------------------------------------
-stamp="$VENV/.installed-$(sha256sum "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  log "python venv in .venv"
+# --- Python: exactly as locked (make lock) -----------------------------------------------
+# One venv: `run` installs the three services' locks (requirements/<service>.txt, constrained by
+# dev.txt, so the same versions), `all` also the dev lock, which adds the test tools. build.txt's
+# setuptools builds the project: with no build isolation nothing unlocked is fetched.
+venv_install() { # name, lock files
+  local name="$1"; shift
+  local locks=("${@/#/$ROOT/requirements/}") args=() lock stamp
+  stamp="$VENV/.installed-$name-$(cat "${locks[@]}" "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return
+  log "python venv in .venv (requirements/{$(IFS=,; echo "$*")})"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e "$ROOT[auth,api,images,test]"
-  rm -f "$VENV"/.installed-*
+  for lock in "${locks[@]}"; do args+=(-r "$lock"); done
+  "$VENV/bin/pip" install -q --require-hashes "${args[@]}"
+  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT"
+  rm -f "$VENV/.installed-$name-"*
   touch "$stamp"
-fi
+}
+[ "$SCOPE" = run ] || venv_install dev dev.txt build.txt
+venv_install run auth.txt api.txt images.txt build.txt
 
-# checkov pins many libraries of its own, so it lives in a venv of its own.
-if [ ! -x "$TOOLS/checkov/bin/checkov" ] || ! grep -qx "$CHECKOV_VERSION" "$TOOLS/checkov/.version" 2>/dev/null; then
-  log "checkov $CHECKOV_VERSION in .tools/checkov"
-  python3 -m venv "$TOOLS/checkov"
-  "$TOOLS/checkov/bin/pip" install -q --upgrade pip
-  "$TOOLS/checkov/bin/pip" install -q "checkov==$CHECKOV_VERSION"
-  echo "$CHECKOV_VERSION" > "$TOOLS/checkov/.version"
-fi
-
-# --- Go-built tools: helm, minio, promtool, prometheus, helm-docs, actionlint, jaeger ---------
+# --- Go-built tools ----------------------------------------------------------------------
 go_tool() {
   local name="$1" module="$2" version="$3"
   if [ -x "$BIN/$name" ] && grep -qx "$module@$version" "$BIN/.$name.version" 2>/dev/null; then
@@ -103,8 +111,25 @@ go_tool_in_module() {
   (cd "$dir" && GOFLAGS=-mod=mod go build -o "$BIN/$name" "./$package")
   echo "$module@$version" > "$BIN/.$name.version"
 }
-go_tool helm "$HELM_MODULE" "$HELM_VERSION"
+# The local run's object store (src/devstack/minio.py).
 go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
+
+if [ "$SCOPE" = run ]; then
+  log "ready to run: .venv (the services), $BIN/minio"
+  exit 0
+fi
+
+# --- What only the tests need -------------------------------------------------------------
+# checkov pins many libraries of its own, so it lives in a venv of its own.
+if [ ! -x "$TOOLS/checkov/bin/checkov" ] || ! grep -qx "$CHECKOV_VERSION" "$TOOLS/checkov/.version" 2>/dev/null; then
+  log "checkov $CHECKOV_VERSION in .tools/checkov"
+  python3 -m venv "$TOOLS/checkov"
+  "$TOOLS/checkov/bin/pip" install -q --upgrade pip
+  "$TOOLS/checkov/bin/pip" install -q "checkov==$CHECKOV_VERSION"
+  echo "$CHECKOV_VERSION" > "$TOOLS/checkov/.version"
+fi
+
+go_tool helm "$HELM_MODULE" "$HELM_VERSION"
 go_tool promtool "$PROMTOOL_MODULE" "$PROMTOOL_VERSION"
 go_tool mc "$MC_MODULE" "$MC_VERSION"
 go_tool prometheus "$PROMETHEUS_MODULE" "$PROMTOOL_VERSION"

@@ -76,11 +76,21 @@ if [ -z "${BASE_IMAGE:-}" ]; then
   fi
   BASE_IMAGE="$LOCAL_BASE"
 
-  wheels_stamp=$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
+  # The very files the locks name (their hashes are checked again inside the build), as wheels
+  # for the images' Python 3.11 on glibc 2.36 whatever the host, so no compiler is needed there.
+  locks=(build "${SERVICES[@]}")
+  wheels_stamp=$(for lock in "${locks[@]}"; do cat "$ROOT/requirements/$lock.txt"; done | sha256sum | cut -c1-16)
   if [ "$(cat "$WHEELS/.stamp" 2>/dev/null)" != "$wheels_stamp" ]; then
-    log "wheelhouse in $WHEELS"
-    "$ROOT/.venv/bin/pip" wheel -q --wheel-dir "$WHEELS" "setuptools>=68" wheel \
-      "$ROOT[$(IFS=,; echo "${SERVICES[*]}")]"
+    log "wheelhouse in $WHEELS (requirements/{${locks[*]}}.txt)"
+    # Afresh: a wheel of an older lock left beside would be one more candidate for pip to weigh.
+    rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+    platforms=()
+    for minor in $(seq 36 -1 5); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done
+    for lock in "${locks[@]}"; do
+      "$ROOT/.venv/bin/pip" download -q --require-hashes --no-deps --only-binary=:all: \
+        --python-version 3.11 --implementation cp "${platforms[@]}" \
+        --dest "$WHEELS" -r "$ROOT/requirements/$lock.txt"
+    done
     echo "$wheels_stamp" > "$WHEELS/.stamp"
   fi
   # A fixed port: the address is a build argument, and a new one each run would defeat Docker's cache.
