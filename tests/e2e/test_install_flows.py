@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as secrets_module
 import subprocess
 
@@ -21,6 +22,7 @@ import yaml
 
 from devstack.wait import wait_until
 from servicekit.tokens import generate_private_key_pem
+from tests.conftest import PROJECT_ROOT
 from tests.readme import readme_block, readme_command, readme_has
 
 MULTI_NAMESPACES = ["platform", "auth", "api", "image-storage", "infrastructure", "monitoring"]
@@ -264,4 +266,57 @@ def test_the_readme_install_flow(cluster, simulated_nodes, environment, tmp_path
     cluster.shell(readme_has(f"helm uninstall platform -n {release_namespace}"))
     for namespace in namespaces:
         cluster.kubectl("delete", "secret,pvc", "-l", "app.kubernetes.io/instance=platform", "-n", namespace)
+    cluster.kubectl("delete", "namespace", *namespaces, "--ignore-not-found", "--timeout=300s", timeout=330)
+
+
+GITOPS_HEADING = "Secrets with GitOps (Argo CD, Flux's helm template, `helm template | kubectl apply`)"
+
+
+def readme_application() -> dict:
+    """The chart README's Argo CD Application (its one YAML block of that kind)."""
+    readme = (PROJECT_ROOT / "charts" / "platform" / "README.md").read_text()
+    (application,) = [
+        doc
+        for block in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+        for doc in yaml.safe_load_all(block)
+        if isinstance(doc, dict) and doc.get("kind") == "Application"
+    ]
+    return application
+
+
+def test_the_gitops_path_renders_offline_with_the_readme_secrets_and_runs(cluster, simulated_nodes, tmp_path):
+    """What Argo CD does: the README's Secrets created first, then `helm template` (no cluster
+    access, so no lookup) with the README's Application values, applied server-side."""
+    _, namespaces = ENVIRONMENTS["staging"]
+    # The earlier flows' claims released the first volumes (Retain): fresh ones for this sync.
+    cluster.apply(*[simulated_volume(index) for index in range(12, 24)])
+    for namespace in namespaces:
+        cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    cluster.shell(readme_block(GITOPS_HEADING))
+    created = secrets(cluster, namespaces)
+
+    helm = readme_application()["spec"]["source"]["helm"]
+    values_object = tmp_path / "application-values.yaml"
+    values_object.write_text(yaml.safe_dump(helm["valuesObject"]))
+    value_files = [f"charts/platform/{path}" for path in helm["valueFiles"]]
+    render = [
+        "helm", "template", helm["releaseName"], "charts/platform", "-n", "platform", "--include-crds",
+        *[arg for path in value_files for arg in ("-f", path)], "-f", str(values_object),
+    ]  # fmt: skip
+    # Twice, as every sync renders again: the same manifests, since nothing is random any more.
+    first, second = (cluster.run(*render).stdout for _ in range(2))
+    assert first == second
+    # The CRDs hold YAML that PyYAML's safe loader refuses (`- =`); only the Secrets matter here.
+    documents = [yaml.safe_load(text) for text in first.split("\n---\n") if "\nkind: Secret\n" in text]
+    rendered_secrets = {doc["metadata"]["name"] for doc in documents if doc and doc["kind"] == "Secret"}
+    # The one Secret left is kube-prometheus-stack's Alertmanager configuration, which holds no
+    # generated value.
+    assert rendered_secrets == {"alertmanager-platform-kube-prometheus-s-alertmanager"}
+
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=first, timeout=300)
+    wait_until(lambda: all_pods_ready(cluster, namespaces), timeout=180, message="the synced pods")
+    assert workloads(cluster, namespaces)
+    assert {k: v for k, v in secrets(cluster, namespaces).items() if k in created} == created
+
+    cluster.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=false", input=first, timeout=300)
     cluster.kubectl("delete", "namespace", *namespaces, "--ignore-not-found", "--timeout=300s", timeout=330)

@@ -4,6 +4,8 @@ signing key")."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 import time
 
 import pytest
@@ -16,6 +18,7 @@ from images.config import ImagesSettings
 from servicekit import config
 from tests.conftest import service_environ
 from tests.integration.images.conftest import minio_environ
+from tests.readme import readme_has
 from tests.token_keys import JwksServer, KeyPair, TokenKeys
 
 PASSWORD = "correct horse battery"
@@ -94,7 +97,8 @@ class RollingAuth:
     def jwks_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/.well-known/jwks.json"
 
-    def deploy(self, signing: KeyPair, *additional: KeyPair) -> None:
+    def deploy(self, signing: KeyPair, *additional: KeyPair | str) -> None:
+        """Run auth signing with `signing` and publishing `additional` (key pairs, or PEM text)."""
         if self.process is not None:
             self.process.stop()
         environ = service_environ(
@@ -104,7 +108,9 @@ class RollingAuth:
             BCRYPT_ROUNDS="4",
             JWT_SIGNING_KEY=signing.private_pem,
             # Public halves are enough: auth only signs with JWT_SIGNING_KEY.
-            JWT_ADDITIONAL_KEYS="".join(pair.public_pem for pair in additional),
+            JWT_ADDITIONAL_KEYS="".join(
+                key if isinstance(key, str) else key.public_pem for key in additional
+            ),
         )
         self.process = ServiceProcess("auth", self.port, environ, workers=1).start()
 
@@ -132,10 +138,26 @@ def rolling_auth(database_urls, token_keys, clean_databases):
     auth.stop()
 
 
+def readme_openssl(command: str, workdir) -> str:
+    """One of the README's openssl commands, as written, run in workdir; its output."""
+    result = subprocess.run(shlex.split(readme_has(command)), cwd=workdir, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def next_key(tmp_path) -> tuple[KeyPair, str]:
+    """The next signing key and its public half, made as the chart README's procedure says."""
+    readme_openssl("openssl genpkey -algorithm ed25519 -out next.pem", tmp_path)
+    public_half = readme_openssl("openssl pkey -in next.pem -pubout", tmp_path)
+    return KeyPair((tmp_path / "next.pem").read_text()), public_half
+
+
+@pytest.mark.usefixtures("clean_image_rows")
 def test_a_key_rotation_keeps_every_live_token_valid_until_the_old_key_is_retired(
-    rolling_auth, database_urls, minio, token_keys, clean_image_rows
+    rolling_auth, next_key, database_urls, minio, token_keys
 ):
-    old, new = KeyPair.generate(), KeyPair.generate()
+    old, (new, new_public_half) = KeyPair.generate(), next_key
     cache_seconds = 1
     images_client = images_app_for(
         database_urls,
@@ -158,8 +180,8 @@ def test_a_key_rotation_keeps_every_live_token_valid_until_the_old_key_is_retire
     old_token = rolling_auth.login()
     assert images_answers(old_token) == 200
 
-    # 1. Publish the new key, still signing with the old one.
-    rolling_auth.deploy(old, new)
+    # 1. Publish the new key (its public half), still signing with the old one.
+    rolling_auth.deploy(old, new_public_half)
     assert rolling_auth.published() == [old.kid, new.kid]
     assert images_answers(old_token) == 200
 
