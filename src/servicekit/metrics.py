@@ -76,7 +76,7 @@ def install(app: Flask) -> None:
         # This class adds no /metrics route to the app: the master's port serves it (serve).
         GunicornPrometheusMetrics(app, **options)
     else:
-        _app_registry = CollectorRegistry()
+        _app_registry = app.extensions["metrics_registry"] = CollectorRegistry()
         PrometheusMetrics(app, path=None, registry=_app_registry, **options)
 
     @app.after_request
@@ -103,10 +103,14 @@ class MetricsBusy(RuntimeError):
     """A worker's sample file is being created; the next scrape reads it whole."""
 
 
-def exposition() -> bytes:
-    """Every metric in the Prometheus text format, summed over the workers under gunicorn."""
+def exposition(app: Flask | None = None) -> bytes:
+    """Every metric in the Prometheus text format, summed over the workers under gunicorn.
+
+    Outside gunicorn, the request metrics are those of ``app`` (default: the newest app).
+    """
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        own = generate_latest(_app_registry) if _app_registry is not None else b""
+        registry = app.extensions["metrics_registry"] if app is not None else _app_registry
+        own = generate_latest(registry) if registry is not None else b""
         return generate_latest(REGISTRY) + own
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)

@@ -19,7 +19,7 @@ from tests.integration.api.upstream_app import BUSY, FAILING, SLOW, sized_name
 def metric(client, name: str, **labels: str) -> float:
     wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
     prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
-    for line in exposition().decode().splitlines():
+    for line in exposition(client.application).decode().splitlines():
         if line.startswith(prefix):
             return float(line.rsplit(" ", 1)[1])
     return 0.0

@@ -8,7 +8,7 @@ from servicekit.metrics import exposition
 
 
 def sample(images_client, name: str, labels: str = "") -> float:
-    metrics = exposition().decode()
+    metrics = exposition(images_client.application).decode()
     match = re.search(rf"^{name}{re.escape(labels)} (\S+)$", metrics, re.M)
     assert match, f"{name}{labels} not exported"
     return float(match.group(1))
@@ -59,6 +59,6 @@ def test_requests_are_counted_by_route_template_not_by_file_name(images_client, 
     body = uploaded(alice)
     images_client.get(f"/images/{body['filename']}", headers=alice)
 
-    metrics = exposition().decode()
+    metrics = exposition(images_client.application).decode()
     assert 'route="/images/<filename>"' in metrics
     assert body["filename"] not in metrics

@@ -20,7 +20,7 @@ CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def rejections(images_client, reason: str) -> float:
-    metrics = exposition().decode()
+    metrics = exposition(images_client.application).decode()
     match = re.search(rf'^images_upload_rejections_total\{{reason="{reason}"\}} (\S+)$', metrics, re.M)
     return float(match.group(1))
 
