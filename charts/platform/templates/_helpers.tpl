@@ -21,7 +21,8 @@
 {{- range $service := include "platform.services" . | fromJsonArray -}}
 {{- $namespaces = append $namespaces (include "platform.namespace" (dict "root" $ "component" $service)) -}}
 {{- end -}}
-{{- if or .Values.postgresql.enabled .Values.minio.enabled -}}
+{{- /* The backup, replication and restore pods run there too, beside PostgreSQL and MinIO. */ -}}
+{{- if or .Values.postgresql.enabled .Values.minio.enabled .Values.backup.enabled -}}
 {{- $namespaces = append $namespaces (include "platform.namespace" (dict "root" $ "component" "infrastructure")) -}}
 {{- end -}}
 {{- $namespaces | uniq | toJson -}}
