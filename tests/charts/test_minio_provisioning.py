@@ -40,6 +40,8 @@ BACKUPS_ON = [
     "backup.replication.bucket=images-replica",
     "--set",
     "backup.replication.existingSecret=replica-keys",
+    "--set-json",
+    'networkPolicy.backupObjectStorage.to=[{"ipBlock": {"cidr": "52.219.0.0/16"}}]',
 ]
 
 
