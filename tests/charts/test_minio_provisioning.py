@@ -1,5 +1,8 @@
 """The chart's MinIO provisioning Job script, run with the MinIO client against a real MinIO
-server as the Job runs it: the images service's own user reaches its bucket and nothing else."""
+server as the Job runs it: the images service's own user reaches its bucket and nothing else; with
+backups on, the backup user writes backups it cannot delete into a bucket whose lifecycle rules
+expire them, the replication's user only reads the images bucket, and the images bucket keeps
+overwritten and deleted images as versions that expire."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import uuid
 import boto3
 import pytest
 import requests
+import yaml
 from botocore.client import Config
 from botocore.exceptions import ClientError
 
@@ -20,6 +24,25 @@ from tests.charts.conftest import ROOT
 
 MC = ROOT / ".tools" / "bin" / "mc"
 SERVICE_KEY, SERVICE_SECRET = "images-service", "images-service-secret-0123456789"
+BACKUP_KEY, BACKUP_SECRET = "platform-backup", "backup-secret-0123456789abcdef"
+READONLY_KEY, READONLY_SECRET = "images-readonly", "readonly-secret-0123456789abcdef"
+# What staging turns on, with a replica somewhere else (only its values matter to provisioning).
+BACKUPS_ON = [
+    "--set",
+    "backup.enabled=true",
+    "--set",
+    "images.objectStorage.versioning.enabled=true",
+    "--set",
+    "backup.replication.enabled=true",
+    "--set",
+    "backup.replication.endpoint=https://replica.example",
+    "--set",
+    "backup.replication.bucket=images-replica",
+    "--set",
+    "backup.replication.existingSecret=replica-keys",
+    "--set-json",
+    'networkPolicy.backupObjectStorage.to=[{"ipBlock": {"cidr": "52.219.0.0/16"}}]',
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +52,32 @@ def minio():
     server.destroy()
 
 
-@pytest.fixture(scope="module")
-def provisioning(get_render):
-    render = get_render("default-single")
+def provisioning_of(objects):
+    """The provisioning ConfigMap's files and the Job's environment, as rendered."""
     (config_map,) = [
-        o for o in render.of_kind("ConfigMap") if o["metadata"]["name"] == "platform-minio-provisioning"
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "platform-minio-provisioning"
     ]
     (job,) = [
-        o for o in render.of_kind("Job") if o["metadata"]["name"].startswith("platform-minio-provisioning-")
+        o
+        for o in objects
+        if o["kind"] == "Job" and o["metadata"]["name"].startswith("platform-minio-provisioning-")
     ]
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     return config_map["data"], env
+
+
+@pytest.fixture(scope="module")
+def provisioning(get_render):
+    return provisioning_of(get_render("default-single").objects)
+
+
+@pytest.fixture(scope="module")
+def provisioning_with_backups(template):
+    result = template(*BACKUPS_ON)
+    assert result.returncode == 0, result.stderr
+    return provisioning_of([o for o in yaml.safe_load_all(result.stdout) if o])
 
 
 def minio_ready(minio) -> bool:
@@ -62,17 +100,18 @@ def run_provisioning(minio, provisioning, tmp_path, **overrides) -> subprocess.C
     for who, (user, password) in {
         "root": (minio.access_key, minio.secret_key),
         "service": (SERVICE_KEY, SERVICE_SECRET),
+        "backup": (BACKUP_KEY, BACKUP_SECRET),
+        "readonly": (READONLY_KEY, READONLY_SECRET),
     }.items():
         (tmp_path / "credentials" / who).mkdir(parents=True, exist_ok=True)
         (tmp_path / "credentials" / who / "user").write_text(user)
         (tmp_path / "credentials" / who / "password").write_text(password)
     env = {
+        # The Job's environment, its mounted files found in tmp_path instead.
+        **{name: value.replace("/provisioning/", f"{tmp_path}/") for name, value in job_env.items()},
         "PATH": f"{MC.parent}:{os.environ['PATH']}",
         "MINIO_URL": minio.endpoint,
         "CREDENTIALS_DIR": str(tmp_path / "credentials"),
-        "BUCKET": job_env["BUCKET"],
-        "POLICY_NAME": job_env["POLICY_NAME"],
-        "POLICY_FILE": str(tmp_path / "policy.json"),
         "MC_CONFIG_DIR": str(tmp_path / ".mc"),
         # Generous: the script's own wait, should MinIO still stall under load.
         "WAIT_SECONDS": "60",
@@ -153,3 +192,116 @@ def test_secrets_that_start_with_a_dash_are_not_taken_for_flags(tmp_path, provis
         assert result.returncode == 0, result.stderr
     finally:
         server.destroy()
+
+
+@pytest.fixture(scope="module")
+def provisioned_with_backups(provisioning_with_backups, tmp_path_factory):
+    server = MinioServer().start()
+    try:
+        result = run_provisioning(server, provisioning_with_backups, tmp_path_factory.mktemp("backups"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_without_backups_there_is_no_backup_bucket_nor_versioning(provisioned):
+    root = s3(provisioned, provisioned.access_key, provisioned.secret_key)
+    assert "backups" not in {bucket["Name"] for bucket in root.list_buckets()["Buckets"]}
+    assert root.get_bucket_versioning(Bucket="images").get("Status") is None
+
+
+def test_the_backup_user_writes_reads_and_lists_backups_but_cannot_delete_them(provisioned_with_backups):
+    client = s3(provisioned_with_backups, BACKUP_KEY, BACKUP_SECRET)
+    key = f"daily/{uuid.uuid4().hex}/auth_db.tar.gz"
+    client.put_object(Bucket="backups", Key=key, Body=b"dump")
+    assert client.get_object(Bucket="backups", Key=key)["Body"].read() == b"dump"
+    assert key in [o["Key"] for o in client.list_objects_v2(Bucket="backups", Prefix="daily/")["Contents"]]
+    # A leaked backup credential cannot erase the history: retention is the lifecycle rules' job.
+    for attempt in (
+        lambda: client.delete_object(Bucket="backups", Key=key),
+        lambda: client.delete_objects(Bucket="backups", Delete={"Objects": [{"Key": key}]})["Errors"][0],
+        lambda: client.put_bucket_lifecycle_configuration(
+            Bucket="backups",
+            LifecycleConfiguration={
+                "Rules": [
+                    {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 1}}
+                ]
+            },
+        ),
+        lambda: client.get_object(Bucket="images", Key="anything"),
+        lambda: client.create_bucket(Bucket="elsewhere"),
+    ):
+        try:
+            outcome = attempt()
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "AccessDenied"
+        else:
+            # delete_objects answers 200 and reports each refused key in Errors.
+            assert outcome["Code"] == "AccessDenied", outcome
+    assert client.get_object(Bucket="backups", Key=key)["Body"].read() == b"dump"
+
+
+def test_the_backup_bucket_expires_daily_backups_after_7_days_and_weekly_ones_after_28(
+    provisioned_with_backups,
+):
+    root = s3(
+        provisioned_with_backups, provisioned_with_backups.access_key, provisioned_with_backups.secret_key
+    )
+    rules = root.get_bucket_lifecycle_configuration(Bucket="backups")["Rules"]
+    assert {
+        (rule["Filter"]["Prefix"], rule["Expiration"]["Days"])
+        for rule in rules
+        if rule["Status"] == "Enabled"
+    } == {("daily/", 7), ("weekly/", 28)}
+
+
+def test_the_images_bucket_keeps_replaced_images_as_versions_that_expire_after_30_days(
+    provisioned_with_backups,
+):
+    root = s3(
+        provisioned_with_backups, provisioned_with_backups.access_key, provisioned_with_backups.secret_key
+    )
+    assert root.get_bucket_versioning(Bucket="images")["Status"] == "Enabled"
+    (rule,) = root.get_bucket_lifecycle_configuration(Bucket="images")["Rules"]
+    assert rule["Status"] == "Enabled" and rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+    assert "Expiration" not in rule  # current images never expire
+    service = s3(provisioned_with_backups, SERVICE_KEY, SERVICE_SECRET)
+    service.put_object(Bucket="images", Key="u1/a.png", Body=b"first")
+    service.put_object(Bucket="images", Key="u1/a.png", Body=b"second")
+    service.delete_object(Bucket="images", Key="u1/a.png")
+    versions = root.list_object_versions(Bucket="images", Prefix="u1/a.png")
+    assert len(versions["Versions"]) == 2 and len(versions["DeleteMarkers"]) == 1
+
+
+def test_the_replication_user_only_reads_the_images_bucket(provisioned_with_backups):
+    s3(provisioned_with_backups, SERVICE_KEY, SERVICE_SECRET).put_object(
+        Bucket="images", Key="u2/b.png", Body=b"image"
+    )
+    client = s3(provisioned_with_backups, READONLY_KEY, READONLY_SECRET)
+    assert client.get_object(Bucket="images", Key="u2/b.png")["Body"].read() == b"image"
+    assert [o["Key"] for o in client.list_objects_v2(Bucket="images", Prefix="u2/")["Contents"]] == [
+        "u2/b.png"
+    ]
+    for attempt in (
+        lambda: client.put_object(Bucket="images", Key="u2/c.png", Body=b"x"),
+        lambda: client.delete_object(Bucket="images", Key="u2/b.png"),
+        lambda: client.get_object(Bucket="backups", Key="anything"),
+    ):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            attempt()
+
+
+def test_provisioning_backups_again_keeps_one_rule_of_each_and_the_backups(
+    provisioned_with_backups, provisioning_with_backups, tmp_path
+):
+    client = s3(provisioned_with_backups, BACKUP_KEY, BACKUP_SECRET)
+    client.put_object(Bucket="backups", Key="weekly/b1/manifest.json", Body=b"{}")
+    result = run_provisioning(provisioned_with_backups, provisioning_with_backups, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    root = s3(
+        provisioned_with_backups, provisioned_with_backups.access_key, provisioned_with_backups.secret_key
+    )
+    assert len(root.get_bucket_lifecycle_configuration(Bucket="backups")["Rules"]) == 2
+    assert len(root.get_bucket_lifecycle_configuration(Bucket="images")["Rules"]) == 1
+    assert client.get_object(Bucket="backups", Key="weekly/b1/manifest.json")["Body"].read() == b"{}"

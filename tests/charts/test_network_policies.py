@@ -34,6 +34,8 @@ class Actor:
 
 
 def merged_values(render) -> dict:
+    """The values a render was made with: values.yaml, its values file, and its --set overrides."""
+
     def merge(base, override):
         for key, value in override.items():
             if isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -46,6 +48,12 @@ def merged_values(render) -> dict:
     if render.values_name != "default":
         merge(values, yaml.safe_load((VALUES_DIR / f"{render.values_name}.yaml").read_text()))
     values["global"]["namespaces"]["mode"] = render.mode
+    for path, value in getattr(render, "overrides", {}).items():
+        *parents, key = path.split(".")
+        target = values
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[key] = value
     return values
 
 
@@ -215,6 +223,28 @@ def expected_flows(render) -> set[tuple[str, str, int]]:
         pods.add("postgresql")
         if values["postgresql"]["metrics"]["enabled"]:
             flows.add(("prometheus", "postgresql", 9187))
+    backup = values["backup"]
+    if backup["enabled"]:
+        # An external backup store or replica is S3 on the internet here, like the images bucket
+        # of values/prod.yaml: the same outside actor stands for both.
+        backup_store = (
+            ("minio", 9000)
+            if bundled_s3 and not backup["s3"]["endpoint"]
+            else ("external-object-storage", 443)
+        )
+        replica = ("external-object-storage", 443)
+        flows |= {("backup", *database), ("backup", *backup_store)}
+        pods.add("backup")
+        replication = backup["replication"]["enabled"] and values["images"].get("enabled", True)
+        if replication:
+            # The two stores only (and DNS, as every pod, to resolve their names).
+            flows |= {("images-replication", *store), ("images-replication", *replica)}
+            pods.add("images-replication")
+        if values["restore"]["enabled"]:
+            flows |= {("restore", *database), ("restore", *backup_store), ("restore", *store)}
+            if replication:
+                flows.add(("restore", *replica))
+            pods.add("restore")
     if bundled_s3:
         pods |= {"minio", "minio-provisioning"}
         flows.add(("minio-provisioning", "minio", 9000))
@@ -409,3 +439,56 @@ def test_extra_ingress_controller_peers_are_checked_by_the_schema(template):
     assert wrong.returncode != 0 and "/networkPolicy/ingressController/extraPeers/0" in wrong.stderr, (
         wrong.stderr
     )
+
+
+BACKUPS_EVERYWHERE = {
+    "backup.enabled": True,
+    "restore.enabled": True,
+    "backup.replication.enabled": True,
+    "backup.replication.endpoint": "https://s3.eu-west-1.amazonaws.com",
+    "backup.replication.bucket": "images-replica",
+    "backup.replication.existingSecret": "replica-keys",
+    "networkPolicy.backupObjectStorage.to": [{"ipBlock": {"cidr": "52.219.0.0/16"}}],
+}
+
+
+@dataclasses.dataclass
+class OverriddenRender:
+    """A render with --set-json overrides, which merged_values applies too."""
+
+    values_name: str
+    mode: str
+    objects: list
+    overrides: dict
+
+    def of_kind(self, kind):
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+
+@pytest.mark.parametrize("values_name", ["staging", "prod"])
+def test_the_backup_replication_and_restore_pods_reach_exactly_their_stores(template, values_name):
+    args = [
+        arg
+        for path, value in BACKUPS_EVERYWHERE.items()
+        for arg in ("--set-json", f"{path}={json.dumps(value)}")
+    ]
+    if values_name == "prod":
+        args += ["--set-string", "restore.adminSecret=platform-restore-admin"]
+    result = template("-f", str(VALUES_DIR / f"{values_name}.yaml"), *args)
+    assert result.returncode == 0, result.stderr
+    render = OverriddenRender(
+        values_name, "multi", [obj for obj in yaml.safe_load_all(result.stdout) if obj], BACKUPS_EVERYWHERE
+    )
+    assert {"backup", "images-replication", "restore"} <= {actor.name for actor in workload_actors(render)}
+    allowed_set, expected = allowed_flows(render), expected_flows(render)
+    assert allowed_set == expected, (
+        f"allowed but not designed: {sorted(allowed_set - expected)}\n"
+        f"designed but blocked: {sorted(expected - allowed_set)}"
+    )
+    # Nothing may reach them, and the replication never reaches a database.
+    assert not [flow for flow in allowed_set if flow[1] in {"backup", "images-replication", "restore"}]
+    assert not [
+        flow
+        for flow in allowed_set
+        if flow[0] == "images-replication" and flow[1] in {"postgresql", "external-database"}
+    ]

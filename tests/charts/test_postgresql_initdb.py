@@ -1,6 +1,7 @@
 """The chart's PostgreSQL initdb script, run against a real PostgreSQL server the way the Bitnami
 entrypoint runs it (sourced, errexit on, passwords from the environment): each service's role
-owns its database, can migrate it, and cannot connect to any other."""
+owns its database, can migrate it, and cannot connect to any other; the backup role reads all
+three and changes nothing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 
 import psycopg2
+import psycopg2.sql
 import pytest
 import yaml
 
@@ -20,7 +22,12 @@ DATABASES = {
     "api": ("api_db", "api_user"),
     "images": ("image_db", "image_user"),
 }
-PASSWORDS = {"auth": "authPassw0rd1234", "api": "apiPassw0rd12345", "images": "imagesPassw0rd12"}
+PASSWORDS = {
+    "auth": "authPassw0rd1234",
+    "api": "apiPassw0rd12345",
+    "images": "imagesPassw0rd12",
+    "backup": "backupPassw0rd12",
+}
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +106,56 @@ def test_each_role_owns_its_database_and_can_run_the_service_migrations(initiali
     assert migrate.returncode == 0, migrate.stderr
 
 
+@pytest.fixture(scope="module")
+def migrated(initialised):
+    for service, (database, user) in DATABASES.items():
+        url = f"postgresql+psycopg2://{user}:{PASSWORDS[service]}@127.0.0.1:{initialised.port}/{database}"
+        subprocess.run(
+            [sys.executable, "-m", "servicekit.migrations", service],
+            env={**os.environ, "DATABASE_URL": url},
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+    return initialised
+
+
+@pytest.mark.parametrize("service", DATABASES)
+def test_the_backup_role_reads_every_table_of_each_database_and_writes_nothing(migrated, service):
+    database, _ = DATABASES[service]
+    with connect(migrated, database, "backup_user", PASSWORDS["backup"]) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+            )
+            assert cursor.fetchone() == (False, False, False)
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            tables = [row[0] for row in cursor.fetchall()]
+            version_table = f"alembic_version_{service}"
+            assert version_table in tables
+            for table in tables:
+                cursor.execute(
+                    psycopg2.sql.SQL("SELECT count(*) FROM {}").format(
+                        psycopg2.sql.Identifier("public", table)
+                    )
+                )
+        with connection.cursor() as cursor, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute(
+                psycopg2.sql.SQL("DELETE FROM {}").format(psycopg2.sql.Identifier("public", version_table))
+            )
+    with (
+        connect(migrated, database, "backup_user", PASSWORDS["backup"]) as connection,
+        connection.cursor() as cursor,
+        pytest.raises(psycopg2.errors.InsufficientPrivilege),
+    ):
+        cursor.execute("CREATE TABLE public.intruder (id int)")
+
+
+def test_the_backup_role_cannot_connect_to_the_maintenance_database(initialised):
+    with pytest.raises(psycopg2.OperationalError, match="permission denied"):
+        connect(initialised, "postgres", "backup_user", PASSWORDS["backup"])
+
+
 @pytest.mark.parametrize("service", DATABASES)
 def test_no_role_can_connect_to_another_service_database_or_the_maintenance_one(initialised, service):
     _, user = DATABASES[service]
@@ -149,7 +206,7 @@ def test_postgresql_requires_every_service_password_secret_and_the_chart_creates
     initialise without that service's role."""
     render = get_render(render_id)
     namespace, refs = postgresql_password_refs(render)
-    assert set(refs) == {"AUTH_DB_PASSWORD", "API_DB_PASSWORD", "IMAGES_DB_PASSWORD"}
+    assert set(refs) == {"AUTH_DB_PASSWORD", "API_DB_PASSWORD", "IMAGES_DB_PASSWORD", "BACKUP_DB_PASSWORD"}
     secrets = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in render.of_kind("Secret")}
     for name, ref in refs.items():
         assert ref["optional"] is False, name
@@ -167,3 +224,11 @@ def test_a_disabled_service_still_gets_the_password_secret_postgresql_requires(t
     ]
     # Only beside PostgreSQL: the images namespace is not created while images is disabled.
     assert [s["metadata"]["namespace"] for s in copies] == [namespace] == ["infrastructure"]
+
+
+def test_an_empty_backup_password_fails_the_first_boot_instead_of_skipping_the_role(
+    server, initdb_script, tmp_path
+):
+    result = run_script(server, initdb_script, tmp_path, {**PASSWORDS, "backup": ""})
+    assert result.returncode != 0
+    assert "no password for backup_user (empty key in its Secret)" in result.stderr

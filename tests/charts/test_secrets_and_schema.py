@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 import yaml
@@ -10,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tests.charts.conftest import VALUES_DIR
+from tests.charts.test_workloads import pod_specs
 
 SECRET_ENV = ("PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY")
 
@@ -73,6 +75,26 @@ def test_generated_secrets_share_one_value_across_namespaces_and_are_kept(get_re
     assert {s["metadata"]["namespace"] for s in storage} == {"image-storage", "infrastructure"}
     assert len({s["data"]["secret-access-key"] for s in storage}) == 1
     assert base64.b64decode(storage[0]["data"]["access-key-id"]) == b"images-service"
+    # The backup role and user: beside PostgreSQL, the provisioning Job and the backup pods only,
+    # never in the images namespace.
+    (backup_database,) = secrets["platform-backup-database"]
+    (backup_s3,) = secrets["platform-backup-s3"]
+    assert backup_database["metadata"]["namespace"] == backup_s3["metadata"]["namespace"] == "infrastructure"
+    assert base64.b64decode(backup_s3["data"]["access-key-id"]) == b"platform-backup"
+
+
+def test_the_images_service_never_receives_the_backup_credentials(all_renders):
+    backup_secrets = ("platform-backup-database", "platform-backup-s3", "platform-images-readonly")
+    for render in all_renders:
+        images_pods = [
+            (owner, spec)
+            for owner, spec in pod_specs(render.objects)
+            if owner["metadata"]["labels"].get("app.kubernetes.io/component") == "images"
+        ]
+        assert images_pods, render.id
+        for owner, spec in images_pods:
+            referenced = [name for name in backup_secrets if name in json.dumps(spec)]
+            assert not referenced, f"{render.id}: {owner['metadata']['name']} gets {referenced}"
 
 
 # Every Secret the chart would generate for values/staging.yaml, with the value that replaces it.
@@ -86,6 +108,8 @@ EXISTING_SECRETS = {
     "images.objectStorage.existingSecret": "platform-images-minio-user",
     "kube-prometheus-stack.grafana.admin.existingSecret": "platform-grafana-admin-gitops",
     "tests.existingSecret": "platform-helm-test",
+    "backup.database.existingSecret": "platform-backup-database",
+    "backup.s3.existingSecret": "platform-backup-s3",
 }
 
 
@@ -127,7 +151,10 @@ def test_development_may_generate_secrets_without_the_cluster(template_without_c
     result = template_without_cluster("-f", str(VALUES_DIR / "dev.yaml"))
     assert result.returncode == 0, result.stderr
     generated = [doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] == "Secret"]
-    assert {s["metadata"]["name"] for s in generated} >= {"platform-jwt-signing-key", "platform-auth-database"}
+    assert {s["metadata"]["name"] for s in generated} >= {
+        "platform-jwt-signing-key",
+        "platform-auth-database",
+    }
 
 
 def test_no_password_is_in_a_config_map(all_renders):
@@ -293,6 +320,77 @@ REJECTIONS = [
         "a negative CPU quantity",
         ["--set-string", "images.reconcile.resources.requests.cpu=-1"],
         ["/images/reconcile/resources/requests/cpu"],
+    ),
+    (
+        "a backup schedule that is no cron expression",
+        ["--set", "backup.enabled=true", "--set", "backup.schedule=every night"],
+        ["/backup/schedule", "'every night' does not match pattern"],
+    ),
+    (
+        "a backup schedule with a time zone in it",
+        ["--set", "backup.schedule=CRON_TZ=Europe/Berlin 0 2 * * *"],
+        ["/backup/schedule", "does not match pattern"],
+    ),
+    (
+        "backups kept for zero days",
+        ["--set", "backup.retention.dailyDays=0"],
+        ["/backup/retention/dailyDays", "minimum: got 0, want 1"],
+    ),
+    (
+        "noncurrent image versions kept for zero days",
+        ["--set", "images.objectStorage.versioning.noncurrentDays=0"],
+        ["/images/objectStorage/versioning/noncurrentDays", "minimum: got 0, want 1"],
+    ),
+    (
+        "a replication without a replica",
+        ["--set", "backup.enabled=true", "--set", "backup.replication.enabled=true"],
+        ["/backup/replication/endpoint", "/backup/replication/bucket", "/backup/replication/existingSecret"],
+    ),
+    (
+        "backups of an external database without the backup role's Secret",
+        ["-f", str(VALUES_DIR / "prod.yaml"), "--set-string", "backup.database.existingSecret="],
+        ["backup.database.existingSecret is required with an external database"],
+    ),
+    (
+        "backups to an external bucket without its keys",
+        ["-f", str(VALUES_DIR / "prod.yaml"), "--set-string", "backup.s3.existingSecret="],
+        ["backup.s3.existingSecret is required with backup.s3.endpoint"],
+    ),
+    (
+        "backups to an external bucket the network policies do not reach",
+        ["-f", str(VALUES_DIR / "prod.yaml"), "--set-json", "networkPolicy.backupObjectStorage.to=[]"],
+        ["networkPolicy.backupObjectStorage.to is required"],
+    ),
+    (
+        "a restore of an external database without an admin",
+        [
+            "-f",
+            str(VALUES_DIR / "prod.yaml"),
+            "--set",
+            "restore.enabled=true",
+            "--set-string",
+            "restore.adminSecret=",
+        ],
+        ["restore.adminSecret is required with an external PostgreSQL"],
+    ),
+    (
+        "a restore of image versions from an unversioned bucket",
+        [
+            "--set",
+            "backup.enabled=true",
+            "--set",
+            "restore.enabled=true",
+            "--set",
+            "restore.bucket.from=versions",
+            "--set",
+            "restore.bucket.before=2026-11-29T22:00:00Z",
+        ],
+        ["images.objectStorage.versioning.enabled=true"],
+    ),
+    (
+        "a restore of image versions without a point in time",
+        ["--set", "restore.bucket.from=versions"],
+        ["/restore/bucket/before"],
     ),
     (
         "multi mode with PostgreSQL outside the infrastructure namespace",

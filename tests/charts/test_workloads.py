@@ -707,9 +707,9 @@ def test_images_may_use_a_cloud_identity_instead_of_keys(template):
     images_pods = [
         (owner, spec)
         for owner, spec in pod_specs(objects)
-        if owner["metadata"]["name"].startswith("platform-images")
+        if owner["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "images"
     ]
-    assert len(images_pods) == 2  # the Deployment and the reconcile CronJob
+    assert len(images_pods) == 2  # the Deployment and the reconcile CronJob (not the replication's)
     for owner, spec in images_pods:
         for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
             names = {env["name"] for env in container.get("env") or []}

@@ -29,8 +29,9 @@ MULTI_NAMESPACES = ["platform", "auth", "api", "image-storage", "infrastructure"
 ENVIRONMENTS = {
     "dev": ("platform-dev", ["platform-dev"]),
     "staging": ("platform", MULTI_NAMESPACES),
-    # A managed database and S3 bucket instead of the bundled ones: no infrastructure namespace.
-    "prod": ("platform", ["platform", "auth", "api", "image-storage", "monitoring"]),
+    # A managed database and S3 bucket instead of the bundled ones: the infrastructure namespace
+    # holds only the backup CronJobs and their Secrets.
+    "prod": ("platform", ["platform", "auth", "api", "image-storage", "infrastructure", "monitoring"]),
 }
 FAKE_NODES = [("kwok-node-a", "zone-a"), ("kwok-node-b", "zone-b"), ("kwok-node-c", "zone-c")]
 
@@ -200,7 +201,11 @@ def production_prerequisites(cluster, tmp_path) -> None:
         "PLATFORM_DATABASE_CA_FILE": str(ca_file),
         **{f"PLATFORM_{name}": secrets_module.token_urlsafe(18) for name in (
             "AUTH_DB_PASSWORD", "API_DB_PASSWORD", "IMAGES_DB_PASSWORD", "S3_ACCESS_KEY_ID",
-            "S3_SECRET_ACCESS_KEY", "HELM_TEST_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "SMTP_PASSWORD")},
+            "S3_SECRET_ACCESS_KEY", "HELM_TEST_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "SMTP_PASSWORD",
+            "BACKUP_DB_PASSWORD", "BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY",
+            "IMAGES_READONLY_ACCESS_KEY_ID", "IMAGES_READONLY_SECRET_ACCESS_KEY",
+            "REPLICA_S3_ACCESS_KEY_ID", "REPLICA_S3_SECRET_ACCESS_KEY")},
+        "PLATFORM_RESTORE_ADMIN_URL": "postgresql://platform_admin:stand-in@platform-db.prod.internal:5432/postgres",
         "PLATFORM_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/stand-in",
     }  # fmt: skip
     cluster.shell(readme_block("Production prerequisites"), extra_env=values)

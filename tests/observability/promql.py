@@ -135,10 +135,14 @@ def selector_labels(expr: str) -> dict[str, set[str]]:
     return labels
 
 
-def fill_namespaces(text: str, namespaces: dict[str, str] = TEST_NAMESPACES) -> str:
-    """What the chart does to a rule file or dashboard: service -> its namespace, each placeholder filled."""
+def fill_namespaces(
+    text: str, namespaces: dict[str, str] = TEST_NAMESPACES, infrastructure: str = "infrastructure"
+) -> str:
+    """What the chart does to a rule file or dashboard: service -> its namespace, each placeholder
+    filled; `infrastructure` is where PostgreSQL, MinIO and the backup CronJobs run."""
     for service, namespace in namespaces.items():
         text = text.replace(f"__{service.upper()}_NAMESPACE__", namespace)
+    text = text.replace("__INFRASTRUCTURE_NAMESPACE__", infrastructure)
     return text.replace("__PLATFORM_NAMESPACES__", "|".join(dict.fromkeys(namespaces.values())))
 
 

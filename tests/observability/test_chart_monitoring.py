@@ -116,7 +116,8 @@ def test_rules_select_and_expect_the_services_in_the_namespaces_of_the_release(c
             for obj in of_kind(objects, "PrometheusRule")
             if obj["metadata"]["name"] == f"platform-{path.stem}"
         ]
-        assert rule["spec"] == yaml.safe_load(fill_namespaces(path.read_text(), namespaces))
+        infrastructure = "platform" if mode == "single" else "infrastructure"
+        assert rule["spec"] == yaml.safe_load(fill_namespaces(path.read_text(), namespaces, infrastructure))
         assert not PLACEHOLDER.findall(yaml.safe_dump(rule))
     exprs = "\n".join(
         rule["expr"]

@@ -4,6 +4,7 @@ same files stay valid for promtool and Grafana's JSON schema in the repository:
   __PLATFORM_NAMESPACES__  the namespaces of the release's services, as a regex (auth|api|image-storage
                            in multi mode, the release namespace in single mode)
   __AUTH_NAMESPACE__, __API_NAMESPACE__, __IMAGES_NAMESPACE__  the namespace of each service
+  __INFRASTRUCTURE_NAMESPACE__  where PostgreSQL, MinIO and the backup CronJobs run
 A service turned off (<service>.enabled=false) has no target on purpose: its
 `absent(up{job="<service>",namespace="__<SERVICE>_NAMESPACE__"})` becomes `absent(vector(1))`,
 which is always empty, so ServiceDown does not fire for it forever.
@@ -23,5 +24,6 @@ dict "root" $ "text" <file content> -> the content with the placeholders filled 
 {{- end -}}
 {{- $text = replace $placeholder $namespace $text -}}
 {{- end -}}
+{{- $text = replace "__INFRASTRUCTURE_NAMESPACE__" (include "platform.namespace" (dict "root" $root "component" "infrastructure")) $text -}}
 {{- replace "__PLATFORM_NAMESPACES__" ($namespaces | uniq | join "|") $text -}}
 {{- end -}}
