@@ -85,3 +85,33 @@ class ReplicaBucketSettings:
     access_key_id: str = setting("REPLICA_S3_ACCESS_KEY_ID", "", doc="access key", secret=True)
     secret_access_key: str = setting("REPLICA_S3_SECRET_ACCESS_KEY", "", doc="secret key", secret=True)
     region: str = setting("REPLICA_S3_REGION", "us-east-1", doc="region the requests are signed for")
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreSettings(BucketSettings):
+    """`platform-restore databases` and `bucket`: it creates databases and roles, and gives each
+    role the password its service has (the chart's Secrets)."""
+
+    admin_url: str = setting(
+        "RESTORE_ADMIN_URL",
+        "",
+        doc="libpq URL of a role that may create databases and roles; empty to use PGHOST, PGUSER, ...",
+        secret=True,
+    )
+    auth_db_password: str = setting("AUTH_DB_PASSWORD", "", doc="auth_user's password", secret=True)
+    api_db_password: str = setting("API_DB_PASSWORD", "", doc="api_user's password", secret=True)
+    images_db_password: str = setting("IMAGES_DB_PASSWORD", "", doc="image_user's password", secret=True)
+    images_database_url: str = setting(
+        "IMAGES_DATABASE_URL",
+        "",
+        doc="image_db as the images service reaches it (SQLAlchemy URL), for the reconcile after"
+        " `bucket`; empty to use DATABASE_URL",
+        secret=True,
+    )
+
+    def password(self, service: str) -> str:
+        return {
+            "auth": self.auth_db_password,
+            "api": self.api_db_password,
+            "images": self.images_db_password,
+        }[service]

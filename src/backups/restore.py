@@ -45,6 +45,7 @@ from backups.config import (
     BucketSettings,
     ImagesBucketSettings,
     ReplicaBucketSettings,
+    RestoreSettings,
 )
 from servicekit import config, migrations
 
@@ -123,8 +124,8 @@ def _check_revision_known(info: dump.DumpInfo) -> None:
         ) from exc
 
 
-def admin_connection():
-    url = os.environ.get("RESTORE_ADMIN_URL")
+def admin_connection(settings: RestoreSettings):
+    url = settings.admin_url
     connection = psycopg2.connect(url) if url else psycopg2.connect(dbname="postgres")
     connection.autocommit = True
     return connection
@@ -187,20 +188,20 @@ def restore_database(admin, path: Path, info: dump.DumpInfo, password: str) -> d
     return counts
 
 
-def databases_command(settings: BucketSettings, wanted: str, database: str | None) -> int:
+def databases_command(settings: RestoreSettings, wanted: str, database: str | None) -> int:
     names = [database] if database else settings.database_names()
     passwords = {}
     for name in names:
         service = dump_service(name)
-        variable = PASSWORD_VARIABLES[service]
-        if not os.environ.get(variable):
+        passwords[name] = settings.password(service)
+        if not passwords[name]:
+            variable = PASSWORD_VARIABLES[service]
             raise RestoreRefused(f"{variable} is required: the password {service}'s database role gets")
-        passwords[name] = os.environ[variable]
     s3 = _backups_client(settings)
     backup = buckets.find_backup(s3, settings.s3_bucket, wanted)
     with tempfile.TemporaryDirectory(prefix="platform-restore-") as scratch:
         checked = fetch_and_verify(s3, settings.s3_bucket, backup, names, Path(scratch))
-        admin = admin_connection()
+        admin = admin_connection(settings)
         try:
             for entry, path, info in checked:
                 counts = restore_database(admin, path, info, passwords[entry["database"]])
@@ -218,7 +219,9 @@ def dump_service(database: str) -> str:
 
 
 # -- bucket --------------------------------------------------------------------------------
-def bucket_command(source: str, before: str | None, user: str | None, fix: bool) -> int:
+def bucket_command(
+    settings: RestoreSettings, source: str, before: str | None, user: str | None, fix: bool
+) -> int:
     images = config.load(ImagesBucketSettings)
     target = buckets.location_client(images)
     prefix = f"users/{user}/" if user else "users/"
@@ -236,11 +239,10 @@ def bucket_command(source: str, before: str | None, user: str | None, fix: bool)
             raise RestoreRefused(f"--before {before} needs a time zone, e.g. {before}Z")
         restored = buckets.restore_versions(target, images.bucket, moment, prefix)
         print(f"restored {len(restored)} objects of {images.bucket} to their versions of {before}")
-    return run_reconcile(images, fix)
+    return run_reconcile(images, settings.images_database_url or os.environ.get("DATABASE_URL", ""), fix)
 
 
-def run_reconcile(images: ImagesBucketSettings, fix: bool) -> int:
-    database_url = os.environ.get("IMAGES_DATABASE_URL") or os.environ.get("DATABASE_URL")
+def run_reconcile(images: ImagesBucketSettings, database_url: str, fix: bool) -> int:
     if not database_url:
         raise RestoreRefused("IMAGES_DATABASE_URL (or DATABASE_URL) is required: reconcile reads image_db")
     environ = {
@@ -293,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     bucket.add_argument("--fix", action="store_true", help="let the reconcile remove what does not match")
     args = parser.parse_args(argv)
     try:
+        settings = config.load(RestoreSettings)
         if args.command == "bucket":
-            return bucket_command(args.source, args.before, args.user, args.fix)
-        settings = config.load(BucketSettings)
+            return bucket_command(settings, args.source, args.before, args.user, args.fix)
         if args.command == "list":
             return list_command(settings)
         return databases_command(settings, args.backup, args.database)
