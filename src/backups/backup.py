@@ -12,7 +12,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -23,8 +22,6 @@ import psycopg2
 from backups import buckets, dump
 from backups.config import DATABASE_SERVICES, BackupSettings, ImagesBucketSettings, ReplicaBucketSettings
 from servicekit import config
-
-log = logging.getLogger("backups")
 
 
 def sha256_of(path: Path) -> str:
@@ -64,7 +61,7 @@ def run_backup(settings: BackupSettings, now: datetime.datetime | None = None) -
             manifest["databases"].append(entry)
             for schedule in schedules:
                 s3.upload_file(str(path), settings.s3_bucket, f"{schedule}/{ident}/{path.name}")
-            log.info("database dumped", extra={"database": database, "bytes": entry["size"]})
+            print(f"dumped {database}: {entry['size']} bytes, revision {info.revision}", flush=True)
     body = json.dumps(manifest, indent=2).encode()
     for schedule in schedules:
         s3.put_object(
@@ -99,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("run", help="dump every database into the backups bucket")
     commands.add_parser("mirror", help="copy the images bucket's objects to the replica bucket")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.monotonic()
     try:
         if args.command == "mirror":

@@ -48,7 +48,7 @@ def _tables(cursor) -> list[dict]:
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname NOT LIKE 'alembic_version%%'
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname NOT LIKE 'alembic_version%'
         GROUP BY c.relname ORDER BY c.relname
         """
     )
