@@ -101,7 +101,8 @@ def fetch_and_verify(s3, bucket: str, backup: buckets.Backup, names: list[str], 
         try:
             info = dump.read_info(path)
         except dump.DumpRefused as exc:
-            raise RestoreRefused(f"{exc}; nothing was restored") from exc
+            what = f"dump of {name} in backup {backup.id}"
+            raise RestoreRefused(f"{what}: {exc}; nothing was restored") from exc
         _check_revision_known(info)
         checked.append((entry, path, info))
     return checked
