@@ -104,7 +104,7 @@ def _fill(stack, posts: int, images_mb: int) -> tuple[int, int]:
     with connection, connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO posts (user_id, username, title, content, created_at)"
-            " SELECT 1 + n % %s, 'bench' || (n % %s), 'post ' || n, repeat(md5(n::text), 16),"
+            " SELECT 1 + mod(n, %s), 'bench' || mod(n, %s), 'post ' || n, repeat(md5(n::text), 16),"
             " now() - n * interval '1 second' FROM generate_series(1, %s) AS n",
             (USERS, USERS, posts),
         )
