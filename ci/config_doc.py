@@ -11,6 +11,7 @@ from pathlib import Path
 
 from api.config import ApiSettings
 from auth.config import AuthSettings
+from backups.config import BackupSettings, ImagesBucketSettings, ReplicaBucketSettings, RestoreSettings
 from images.config import ImagesSettings
 from servicekit.config import ServiceSettings, describe
 
@@ -40,6 +41,19 @@ def render() -> str:
         # A service's own settings, and the shared ones whose default it changes.
         own = [row for row in describe(cls) if row not in shared]
         sections += [f"\n## {title}\n", _table(own)]
+    backup = describe(BackupSettings)
+    sections += [
+        "\n## Backups (`platform-backup`, `platform-restore`, `src/backups/config.py`)\n",
+        "Both commands reach PostgreSQL with libpq's own variables (`PGHOST`, `PGPORT`, `PGUSER`, "
+        "`PGPASSWORD`, `PGSSLMODE`, `PGSSLROOTCERT`): the backup role for `platform-backup run`, a role "
+        "that may create databases and roles for `platform-restore`. Why the dump is not pg_dump's: "
+        "[backups](backups.md).\n",
+        _table(backup),
+        "\n`platform-restore` (besides the backups bucket's settings above):\n",
+        _table([row for row in describe(RestoreSettings) if row not in backup]),
+        "\nThe images bucket and its replica (`platform-backup mirror`, `platform-restore bucket`):\n",
+        _table(describe(ImagesBucketSettings) + describe(ReplicaBucketSettings)),
+    ]
     sections.append(
         "\n## Process (gunicorn, `src/servicekit/gunicorn_conf.py`)\n\n"
         "| variable | default | meaning |\n|---|---|---|\n"

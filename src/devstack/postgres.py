@@ -19,6 +19,7 @@ from devstack.wait import free_port, wait_until
 
 SERVICE_DATABASES = {"auth": "auth_db", "api": "api_db", "images": "image_db"}
 SERVICE_USERS = {"auth": "auth_user", "api": "api_user", "images": "image_user"}
+BACKUP_USER = "backup_user"
 # initdb and pg_ctl refuse to run as root; as root we run them as Debian's `postgres` user.
 UNPRIVILEGED_USER = "postgres"
 
@@ -197,3 +198,26 @@ class PostgresServer:
             cursor.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
         connection.close()
         return self.url(database, user, password)
+
+    def provision_backup_role(self, password: str | None = None) -> str:
+        """Create the backup role (idempotent) and return its password.
+
+        pg_read_all_data lets it read every table and sequence, and CONNECT opens the three
+        databases to it: it can take a backup and change nothing.
+        """
+        password = password or self.passwords.get("backup") or secrets.token_urlsafe(18)
+        self.passwords["backup"] = password
+        connection = self.connect()
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (BACKUP_USER,))
+            verb = "ALTER" if cursor.fetchone() else "CREATE"
+            role = sql.Identifier(BACKUP_USER)
+            cursor.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(role), (password,))
+            cursor.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(role))
+            for database in SERVICE_DATABASES.values():
+                cursor.execute(
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role)
+                )
+        connection.close()
+        return password

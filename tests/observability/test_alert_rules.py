@@ -90,7 +90,8 @@ def test_every_alert_has_severity_summary_description_and_runbook(alert):
 
 def test_every_runbook_serves_an_alert():
     linked = {alert["annotations"]["runbook_url"].removeprefix(RUNBOOK_BASE_URL) for alert in alerts()}
-    assert {path.name for path in RUNBOOKS_DIR.glob("*.md")} - {"README.md"} == linked
+    # Restore.md is the procedure after data loss, which the backup alerts' runbooks point to.
+    assert {path.name for path in RUNBOOKS_DIR.glob("*.md")} - {"README.md", "Restore.md"} == linked
 
 
 def test_alert_names_are_unique():

@@ -9,6 +9,7 @@ import pytest
 
 from api.config import ApiSettings
 from auth.config import AuthSettings
+from backups.config import BackupSettings, ImagesBucketSettings, ReplicaBucketSettings, RestoreSettings
 from images.config import ImagesSettings
 from servicekit.config import describe
 
@@ -27,7 +28,18 @@ def test_the_configuration_reference_is_current(config_doc):
     assert config_doc.main(["--check"]) == 0, "run `python ci/config_doc.py` and commit the result"
 
 
-@pytest.mark.parametrize("settings", [AuthSettings, ApiSettings, ImagesSettings])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        AuthSettings,
+        ApiSettings,
+        ImagesSettings,
+        BackupSettings,
+        RestoreSettings,
+        ImagesBucketSettings,
+        ReplicaBucketSettings,
+    ],
+)
 def test_every_setting_of_every_service_is_in_the_reference(settings):
     text = (ROOT / "docs" / "configuration.md").read_text()
     for variable, _default, _doc in describe(settings):
