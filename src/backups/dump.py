@@ -14,6 +14,7 @@ Inside the tar:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -21,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2.extensions
 from psycopg2 import sql
 
 FORMAT_VERSION = 1
@@ -38,6 +40,19 @@ class DumpInfo:
     server_version: str
     tables: list[dict]
     sequences: dict[str, list]
+
+
+@contextlib.contextmanager
+def _synchronous():
+    """COPY refuses to run while a wait callback is set, and a service app built in the same
+    process (servicekit.database, in tests or a console script importing a service) sets one
+    for the whole process: lift it for the COPY alone."""
+    callback = psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(None)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(callback)
 
 
 def _tables(cursor) -> list[dict]:
@@ -100,7 +115,8 @@ def dump(connection, database: str, service: str, target: Path) -> DumpInfo:
                 path = Path(scratch) / f"{table['name']}.copy"
                 with open(path, "wb") as out:
                     statement = sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(_copy_columns(table))
-                    cursor.copy_expert(statement.as_string(connection), out)
+                    with _synchronous():
+                        cursor.copy_expert(statement.as_string(connection), out)
                 archive.add(path, arcname=f"tables/{table['name']}.copy")
                 path.unlink()
         meta = json.dumps({"format": FORMAT_VERSION, **info.__dict__}, indent=2).encode()
@@ -155,7 +171,8 @@ def load(connection, path: Path, info: DumpInfo) -> dict[str, int]:
             for table in info.tables:
                 data = archive.extractfile(f"tables/{table['name']}.copy")
                 statement = sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(_copy_columns(table))
-                cursor.copy_expert(statement.as_string(connection), data)
+                with _synchronous():
+                    cursor.copy_expert(statement.as_string(connection), data)
                 counts[table["name"]] = cursor.rowcount
             for name, (last_value, is_called) in info.sequences.items():
                 quoted = sql.Identifier(name).as_string(connection)
