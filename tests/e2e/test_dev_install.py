@@ -4,8 +4,11 @@ and NetworkPolicies enforced by a real implementation (kube-network-policies).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from devstack.wait import wait_until
 from tests.readme import readme_has
 
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
@@ -250,3 +253,43 @@ call("DELETE", "/images/" + name, headers={{"authorization": "Bearer " + token}}
     assert status == "201"
     assert int(size) > 1024 * 1024
     assert identical == "True"
+
+
+def ready_pods(cluster, namespace: str, service: str) -> list[str]:
+    """The service's pods that are ready and not on their way out."""
+    return [
+        pod["metadata"]["name"]
+        for pod in pods_of(cluster, namespace, service)
+        if pod["metadata"].get("deletionTimestamp") is None
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    ]
+
+
+def evict(cluster, namespace: str, pod: str):
+    """Ask the eviction API, as `kubectl drain` does, to remove a pod."""
+    metadata = {"name": pod, "namespace": namespace}
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": metadata}
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction"
+    return cluster.kubectl("create", "--raw", path, "-f", "-", input=json.dumps(eviction), check=False)
+
+
+def test_each_disruption_budget_lets_one_pod_go_and_keeps_the_last(cluster, dev_release):
+    # With node-1 cordoned an evicted pod's replacement cannot start, so the budget alone decides.
+    cluster.kubectl("cordon", "node-1")
+    try:
+        for service in SERVICES:
+            first, second = ready_pods(cluster, dev_release, service)
+            allowed = evict(cluster, dev_release, first)
+            assert allowed.returncode == 0, f"{service}: {allowed.stderr}"
+            refused = evict(cluster, dev_release, second)
+            assert refused.returncode != 0, f"{service}: the last available pod was evicted"
+            assert "disruption budget" in refused.stderr, refused.stderr
+            assert second in ready_pods(cluster, dev_release, service)
+    finally:
+        cluster.kubectl("uncordon", "node-1")
+        for service in SERVICES:
+            wait_until(
+                lambda service=service: len(ready_pods(cluster, dev_release, service)) == 2,
+                timeout=180,
+                message=f"{service} to have two ready pods again",
+            )
