@@ -45,7 +45,15 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 # worker a fifth of a second). NewPost gives the OpenAPI document the same rules as patterns, each
 # linear (the leading whitespace and the character after it cannot overlap), and a unit test keeps
 # the patterns and the checks in agreement.
-CONTENT_PATTERN = r"^\s*[^\s\u0000][^\u0000]*$"
+# JSON Schema's \s (ECMA-262) is narrower than Python's (no \x1c-\x1f, no \x85): both sides
+# use this one explicit set, so a client validating against the document agrees with the server.
+WHITESPACE_CLASS = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+CONTENT_PATTERN = rf"^[{WHITESPACE_CLASS}]*[^{WHITESPACE_CLASS}\u0000][^\u0000]*$"
 CONTENT_RULE = "must contain something besides whitespace, and no NUL characters"
 TITLE_PATTERN = r"^[^\u0000]*$"
 TITLE_RULE = "must not contain NUL characters"
@@ -66,8 +74,8 @@ def _text_field(name: str, value: str, *, minimum: int, maximum: int) -> str:
 def valid_content(value: str) -> str:
     """The content of a new post, or a 400: 1 to 10,000 characters, not only whitespace, no NUL."""
     _text_field("content", value, minimum=1, maximum=MAX_CONTENT_CHARACTERS)
-    # str.strip() removes exactly what the pattern's \s matches (str.isspace()).
-    if "\x00" in value or not value.strip():
+    # Stripped of exactly the pattern's whitespace class.
+    if "\x00" in value or not value.strip(WHITESPACE):
         raise invalid("content", CONTENT_RULE)
     return value
 
