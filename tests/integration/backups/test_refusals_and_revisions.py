@@ -24,7 +24,7 @@ def rows(url: str, table: str) -> list[tuple]:
 def revision(url: str, service: str) -> str:
     engine = create_engine(url)
     with engine.connect() as connection:
-        query = text(f"SELECT version_num FROM alembic_version_{service}")  # noqa: S608
+        query = text(f"SELECT version_num FROM alembic_version_{service}")  # noqa: S608 - a service name of the test, not input
         found = connection.execute(query).scalar_one()
     engine.dispose()
     return found
