@@ -17,6 +17,7 @@ from api import contract
 from api.contract import Body, Model, Operation, operation, parsed_query, query_int
 from api.identity import current_caller, login_required
 from api.models import Post, db
+from servicekit.database import reads_only
 from servicekit.errors import ApiError
 from servicekit.validation import invalid
 
@@ -246,6 +247,7 @@ def _listing(query):
         query=PageQuery,
     )
 )
+@reads_only
 def list_posts():
     return _listing(select(Post))
 
@@ -263,6 +265,7 @@ def list_posts():
     ),
     login=login_required,
 )
+@reads_only
 def my_posts():
     caller = current_caller()
     return _listing(select(Post).where(Post.user_id == caller.user_id))

@@ -39,6 +39,7 @@ from images.config import ImagesSettings
 from images.models import COMMITTED, PENDING, Image, Owner, db
 from images.storage import ObjectMissing, ObjectStore, ObjectStoreUnavailable
 from servicekit.app import settings_of
+from servicekit.database import reads_only
 from servicekit.errors import ApiError, problem_response
 from servicekit.validation import invalid, query_int
 
@@ -140,6 +141,7 @@ def upload():
 
 
 @bp.get("/images")
+@reads_only
 @jwt_required()
 def list_images():
     """A page of the owner's images, newest first, in the shape of the api's post lists."""
@@ -167,6 +169,7 @@ def list_images():
 
 
 @bp.get("/images/<filename>")
+@reads_only
 @jwt_required()
 def download(filename: str):
     image = _own_image(filename)
@@ -213,6 +216,7 @@ def delete_image(filename: str):
 
 
 @bp.get("/stats")
+@reads_only
 @jwt_required()
 def stats():
     rows = db.session.execute(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import select
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg2
 import psycopg2.extensions
-from flask import Flask
+from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from prometheus_client import Gauge
 from sqlalchemy import event, exc, text
@@ -101,6 +102,27 @@ def _wait_with_deadline(connection) -> None:
             raise psycopg2.OperationalError(f"unexpected poll state {state}")
 
 
+def _end_autocommit(dbapi_connection, _record) -> None:
+    """Pool checkin: every connection goes back with transactions on (see reads_only)."""
+    if dbapi_connection is not None and not dbapi_connection.closed:
+        dbapi_connection.autocommit = False
+
+
+def _discard_connections_the_server_closed(dbapi_connection, _record, _proxy) -> None:
+    """Pool checkout: hand out no connection the server has ended, without a round trip.
+
+    An idle connection has nothing to read. When the server ends it (a restart, a terminated
+    backend, idle_session_timeout) the socket becomes readable: an error message, then end of
+    file. DisconnectionError makes the pool replace the connection and try again. A peer that
+    vanished without closing is found by the keepalives and, on use, by the wait deadline.
+    """
+    if dbapi_connection.closed:
+        raise exc.DisconnectionError("connection closed")
+    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    if readable:
+        raise exc.DisconnectionError("the server closed the connection")
+
+
 @contextlib.contextmanager
 def database_deadline(seconds: float) -> Iterator[None]:
     """Wait at most ``seconds`` for each database round trip inside the block."""
@@ -111,6 +133,26 @@ def database_deadline(seconds: float) -> Iterator[None]:
         _deadline_override.reset(token)
 
 
+def reads_only(view: Callable) -> Callable:
+    """For a view that only reads: its statements run outside a transaction, one round trip each.
+
+    psycopg2 sends BEGIN before the first statement of a transaction and the pool sends ROLLBACK
+    when the connection goes back: two round trips that a single SELECT does not need. Each
+    statement still reads one consistent snapshot of its own. Put it above decorators that read
+    too (auth's token user lookup), so that their statements are covered.
+    """
+
+    @functools.wraps(view)
+    def reading(*args, **kwargs):
+        session = current_app.extensions["sqlalchemy"].session
+        # psycopg2's own switch: SQLAlchemy's isolation_level option would cost a round trip to
+        # set the level back when the connection returns (_end_autocommit does it for free).
+        session.connection().connection.dbapi_connection.autocommit = True
+        return view(*args, **kwargs)
+
+    return reading
+
+
 # Readiness must answer within the probe's timeout even when the database does not: a dead
 # pooled connection and then a fresh attempt each get this long.
 READINESS_DEADLINE_SECONDS = 1.0
@@ -118,8 +160,8 @@ READINESS_DEADLINE_SECONDS = 1.0
 
 def engine_options(settings: ServiceSettings, application_name: str) -> dict:
     return {
-        # A connection that died while the database was away is replaced, not handed out.
-        "pool_pre_ping": True,
+        # No pool_pre_ping: its SELECT 1 was a round trip on every checkout, as costly as the
+        # query it guarded. _discard_connections_the_server_closed checks without one.
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_connect_timeout,
@@ -150,6 +192,8 @@ def init_database(app: Flask, db: SQLAlchemy, settings: ServiceSettings) -> None
     psycopg2.extensions.set_wait_callback(_wait_with_deadline)
     with app.app_context():
         _instrument_pool(db.engine, settings)
+        event.listen(db.engine, "checkout", _discard_connections_the_server_closed)
+        event.listen(db.engine, "checkin", _end_autocommit)
 
     def database_check() -> None:
         with database_deadline(READINESS_DEADLINE_SECONDS), db.engine.connect() as connection:

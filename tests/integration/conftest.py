@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
+import psycopg2.extensions
 import pytest
 
 import auth
@@ -140,3 +142,26 @@ def assert_503_within_connect_timeout(what: str, call: Callable, *, waits_for_co
     if waits_for_connect:
         assert elapsed >= 0.9 * CONNECT_TIMEOUT_SECONDS, f"{what} gave up early, after {elapsed:.2f} s"
     return response
+
+
+@pytest.fixture
+def database_round_trips():
+    """A block's waits on the database server: each is one round trip (servicekit.database waits
+    through psycopg2's wait callback). Use with a warm pool, so that no connect is counted."""
+
+    @contextlib.contextmanager
+    def counting() -> Iterator[list[int]]:
+        real = psycopg2.extensions.get_wait_callback()
+        waits = [0]
+
+        def counted(connection) -> None:
+            waits[0] += 1
+            real(connection)
+
+        psycopg2.extensions.set_wait_callback(counted)
+        try:
+            yield waits
+        finally:
+            psycopg2.extensions.set_wait_callback(real)
+
+    return counting

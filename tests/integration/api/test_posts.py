@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from api.models import db
+from devstack.wait import wait_until
 from servicekit.metrics import exposition
 
 
@@ -500,3 +501,48 @@ def test_every_page_is_the_same_index_range_scan_with_no_offset(
         assert f"Index Scan Backward using {index}" in plan, plan
         assert "Sort" not in plan, plan
         assert "Index Cond" in plan and "created_at, id) <" in plan.replace("ROW(", "("), plan
+
+
+def test_a_page_of_posts_costs_one_database_round_trip(api_client, account, database_round_trips):
+    _, headers = account("alice")
+    for number in range(3):
+        create_post(api_client, headers, content=f"post {number}")
+    api_client.get("/api/v1/posts/my", headers=headers)  # the token is cached, the pool warm
+
+    with database_round_trips() as everyone:
+        assert api_client.get("/api/v1/posts?limit=2").status_code == 200
+    with database_round_trips() as own:
+        assert api_client.get("/api/v1/posts/my?limit=2", headers=headers).status_code == 200
+
+    # The SELECT alone: no BEGIN before it, no pre-ping, no ROLLBACK after it.
+    assert everyone == [1]
+    assert own == [1]
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced_before_a_request_gets_it(
+    api_client, account, database_urls, postgres
+):
+    _, headers = account("alice")
+    create_post(api_client, headers)
+    assert api_client.get("/api/v1/posts").status_code == 200
+    admin = postgres.connect()
+    admin.autocommit = True  # pg_stat_activity is read once per transaction
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = 'api_db' AND pid <> pg_backend_pid()"
+            )
+            assert cursor.rowcount >= 1
+
+            def backends_gone() -> bool:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'api_db'")
+                return cursor.fetchone()[0] == 0
+
+            wait_until(backends_gone, timeout=10, message="the api's backends to end")
+    finally:
+        admin.close()
+
+    pages = [api_client.get("/api/v1/posts") for _ in range(3)]
+
+    assert [page.status_code for page in pages] == [200, 200, 200]

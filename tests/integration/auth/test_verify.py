@@ -27,6 +27,19 @@ def test_a_valid_token_is_accepted_with_the_user(auth_client, register_user, log
     assert response.get_json() == {"valid": True, "user_id": user["id"], "username": "alice"}
 
 
+def test_verifying_a_token_costs_one_database_round_trip(
+    auth_client, register_user, login, database_round_trips
+):
+    register_user()
+    token = login()
+    _verify(auth_client, token)  # a warm pool
+
+    with database_round_trips() as waits:
+        assert _verify(auth_client, token).status_code == 200
+
+    assert waits == [1]  # the user lookup alone: no BEGIN, no pre-ping, no ROLLBACK
+
+
 def _attacks(token_keys, user_id: int, good_token: str) -> dict[str, str | None]:
     pair = token_keys.pair
     return {

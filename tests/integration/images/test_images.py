@@ -79,6 +79,21 @@ def test_an_empty_list(images_client, alice):
     }
 
 
+def test_listing_and_downloading_cost_one_database_round_trip_each(
+    images_client, alice, uploaded, database_round_trips
+):
+    filename = uploaded(alice)["filename"]
+    images_client.get("/images", headers=alice)  # a warm pool
+
+    with database_round_trips() as listing:
+        assert images_client.get("/images", headers=alice).status_code == 200
+    with database_round_trips() as download:
+        assert images_client.get(f"/images/{filename}", headers=alice).status_code == 200
+
+    assert listing == [1]
+    assert download == [1]
+
+
 def test_download_returns_the_bytes_with_safe_headers(images_client, alice, upload):
     data = image_bytes("WEBP", size=(30, 20), noise=True)
     body = upload(alice, data).get_json()
