@@ -29,15 +29,21 @@ class Post(db.Model):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
 
-    def to_json(self) -> dict:
-        return {
-            "id": self.id,
-            "user_id": self.user_id,
-            "username": self.username,
-            "title": self.title,
-            "content": self.content,
-            "created_at": self.created_at.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
-        }
+
+# What a post's JSON is made of: listings select these columns rather than whole objects.
+POST_COLUMNS = (Post.id, Post.user_id, Post.username, Post.title, Post.content, Post.created_at)
+
+
+def post_json(post) -> dict:
+    """A post (a Post, or a row of POST_COLUMNS) as the API shows it."""
+    return {
+        "id": post.id,
+        "user_id": post.user_id,
+        "username": post.username,
+        "title": post.title,
+        "content": post.content,
+        "created_at": post.created_at.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
+    }
 
 
 class ClientRateLimit(db.Model):
