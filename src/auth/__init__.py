@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from sqlalchemy import Row, bindparam, select
 
 from auth import passwords, routes
 from auth.config import AuthSettings
@@ -44,10 +45,14 @@ def signing_keys(settings: AuthSettings) -> SigningKeys:
         ) from None
 
 
+# The id and name only: a token check has no use for the password hash, nor for a User object.
+_TOKEN_USER = select(User.id, User.username).where(User.id == bindparam("user_id"))
+
+
 @jwt.user_lookup_loader
-def _load_token_user(_header: dict, payload: dict) -> User | None:
+def _load_token_user(_header: dict, payload: dict) -> Row | None:
     # A token outlives nothing: the user it names must still exist.
     subject = payload.get("sub")
     if not isinstance(subject, str) or not subject.isdigit():
         return None
-    return db.session.get(User, int(subject))
+    return db.session.connection().execute(_TOKEN_USER, {"user_id": int(subject)}).first()
