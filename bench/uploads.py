@@ -8,8 +8,9 @@
   each service's peak resident memory meanwhile (VmHWM of the gunicorn master and workers, reset
   first), whose sum is compared with the memory limit of the service's container in the chart
   (charts/platform/charts/<service>/values.yaml, resources.limits.memory);
-- 8 concurrent uploads of a small file of a huge image (6300x6300 RGBA PNG, 150 MiB if decoded),
-  which must be refused without the images workers growing by what decoding would take.
+- 8 concurrent uploads of a small file of a huge image (6300x6300 RGBA PNG, 150 MiB if decoded,
+  just under MAX_IMAGE_PIXELS), with the images processes' memory after them: the decode budget
+  keeps them from growing by what eight decodes at once would take.
 
 Targets (architecture): a 10 MB upload in under 5 s, 100+ concurrent uploads, 128-512 MB per
 service.
