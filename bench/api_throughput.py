@@ -21,7 +21,7 @@ import re
 
 import requests
 
-from bench.context import Bench
+from bench.context import SETUP_TIMEOUT_SECONDS, Bench
 from bench.measure import lua_string
 
 POSTS = 50
@@ -36,7 +36,7 @@ def run(bench: Bench) -> list[str]:
             f"{api}/api/v1/posts",
             json={"content": f"post number {number}"},
             headers={"Authorization": writer.authorization},
-            timeout=10,
+            timeout=SETUP_TIMEOUT_SECONDS,
         )
         answer.raise_for_status()
 

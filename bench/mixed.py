@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from bench.context import PASSWORD, Bench
+from bench.context import PASSWORD, SETUP_TIMEOUT_SECONDS, Bench
 from bench.measure import lua_string
 
 # Percent of requests of each kind: mostly reading, some writing, logging in rarely.
@@ -66,7 +66,7 @@ def run(bench: Bench) -> list[str]:
             f"{api}/api/v1/images/upload",
             headers={"Authorization": owner.authorization},
             files={"file": ("small.jpg", jpeg, "image/jpeg")},
-            timeout=60,
+            timeout=SETUP_TIMEOUT_SECONDS,
         )
         answer.raise_for_status()
         images.append((owner, f"/api/v1/images/{answer.json()['filename']}"))
