@@ -78,6 +78,7 @@ def run(selected: list[str]) -> int:
     document = report.new_document(pinning, seconds)
     print(f"== pinning: {pinning.describe()}; each wrk run {seconds:g} s (BENCH_SECONDS)", flush=True)
     stack = BenchStack()
+    document["failed_in"] = "starting the stack"
     try:
         if pinning.pinned:
             # Set before the stack starts, so that every server process inherits it.
@@ -88,11 +89,15 @@ def run(selected: list[str]) -> int:
         bench = Bench(stack, pinning, seconds, document)
         for title, step in steps:
             print(f"== {title}", flush=True)
+            # Recorded until the step ends, so that a failed run's document says where it stopped.
+            document["failed_in"] = title
             for line in step(bench):
                 print(f"   {line}", flush=True)
+        del document["failed_in"]
     finally:
         stack.stop()
-    print(f"== JSON: {report.write(document)}", flush=True)
+        # Written even when a step failed: the figures of the steps before it still hold.
+        print(f"== JSON: {report.write(document)}", flush=True)
     return 0
 
 

@@ -209,6 +209,9 @@ class LoadResult:
 
     def summary(self, groups: tuple[str, ...]) -> str:
         """One line: throughput, errors, latency and the CPU of the groups named."""
+        if self.requests == 0:
+            # Seen when someone else's work held the servers' CPU for the whole run.
+            return f"no answer within the run's {self.seconds:.1f} s ({self.errors} errors)"
         latency = self.latency_ms
         cpu = ", ".join(f"{group} {self.cpu_ms_per_request(group):.3f}" for group in groups)
         return (

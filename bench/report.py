@@ -2,7 +2,8 @@
 
 One document per run: the machine (os.uname(), CPU model, CPU count), the pinning, the UTC date,
 the git commit when there is one, BENCH_SECONDS, and each scenario's figures and ratios. It goes
-to $BENCH_JSON, or by default to .run/bench/<UTC timestamp>.json.
+to $BENCH_JSON, or by default to .run/bench/<UTC timestamp>.json. A run that failed still writes
+the figures it had, with "failed_in" naming the step that failed.
 
 `python -m bench compare OLD.json NEW.json` prints every number of the two side by side with the
 change in percent.
@@ -116,6 +117,7 @@ def compare(old: dict, new: dict) -> list[str]:
             f"{label}: {document.get('date')}, commit {(document.get('git_commit') or 'unknown')[:12]}, "
             f"{machine.get('cpu_model')} x {machine.get('cpu_count')}, {pinning}, "
             f"BENCH_SECONDS={document.get('bench_seconds')}"
+            + (f", INCOMPLETE: failed in {document['failed_in']}" if "failed_in" in document else "")
         )
     before = numbers(old.get("scenarios", {}))
     after = numbers(new.get("scenarios", {}))

@@ -93,3 +93,11 @@ def test_python_m_bench_compare_of_a_file_with_itself_shows_no_change(tmp_path):
     rows = answer.stdout.splitlines()[3:]
     assert len(rows) == 5
     assert all(row.endswith("+0.0 %") for row in rows)
+
+
+def test_an_incomplete_run_says_so_in_the_comparison():
+    old, new = _document(200, 2.0), _document(200, 2.0)
+    new["failed_in"] = "backup"
+    lines = report.compare(old, new)
+    assert "INCOMPLETE" not in lines[0]
+    assert lines[1].endswith("INCOMPLETE: failed in backup")
