@@ -6,10 +6,10 @@
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 
-.PHONY: help tools run-tools run test lint format docs bench lock clean
+.PHONY: help tools run-tools run test lint format docs bench bench-compare lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 tools: ## install every pinned tool into .venv and .tools (skips what is there)
 	@bash ci/install.sh
@@ -38,8 +38,11 @@ docs: ## regenerate the chart READMEs' parameter tables from the values.yaml com
 	  --template-files README.md.gotmpl --sort-values-order file --log-level warning
 
 # Every tool, not only run-tools: the backup benchmark makes its MinIO user with mc.
-bench: tools ## measure throughput, uploads, memory, backup and restore against a fresh local stack (BENCH=name for one)
+bench: tools ## CPU per request against ceilings of the same run, uploads, memory, backup on a fresh stack (BENCH=name for one)
 	$(PYTHON) -m bench $(BENCH)
+
+bench-compare: ## print two runs' JSON side by side: make bench-compare OLD=a.json NEW=b.json
+	$(PYTHON) -m bench compare $(OLD) $(NEW)
 
 lock: ## rewrite the hashed lock files in requirements/ from setup.cfg (after changing a dependency)
 	bash ci/lock.sh

@@ -1,67 +1,82 @@
-"""Requests per second through the api gateway, and what its calls to auth cost.
+"""The API's own routes under load, each driven by wrk for BENCH_SECONDS over 16 keep-alive
+connections (the ratios to the ceiling are printed once both ceiling runs are in: bench/ratios.py):
 
-- GET /api/v1/posts (public: one indexed query) and GET /api/v1/posts/my (authenticated: the
-  token checked through the auth service, then mostly answered from the token cache), each
-  driven for a fixed time by load processes separate from the servers, over keep-alive
-  connections to 127.0.0.1.
-- The api workers' resident memory before each scenario and at its peak (VmHWM, reset first).
-- The gateway -> auth POST /verify latency, as the api itself measured it
-  (api_upstream_request_duration_seconds{target="auth"}), from requests whose token was not
-  yet cached.
+- posts: GET /api/v1/posts, public, a page of 20 of the 50 posts seeded: one indexed query.
+- posts_my: GET /api/v1/posts/my with one bearer token, which the gateway verifies through auth
+  once and then answers from its token cache (TOKEN_CACHE_SECONDS).
+- verify: POST /verify straight to auth with a bearer token: what each uncached request costs
+  auth.
+- auth_latency: GET /api/v1/posts/my with a token picked at random per request among the user
+  pool's, so that many are not cached yet: the gateway -> auth POST /verify latency at load, as
+  the api itself measures it (api_upstream_request_duration_seconds{target="auth"}, read from its
+  metrics port before and after the run).
 
-On a small machine the load processes compete with the servers for the same cores, so these
-figures are a floor for what the service does with the machine to itself.
+The api workers' resident memory before the posts and posts_my runs and at their peak (VmHWM,
+reset first) is printed too.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
 import re
-import subprocess
-import sys
-import threading
-import time
-from urllib.parse import urlsplit
 
 import requests
 
-LOAD_PROCESSES = 2
-CONNECTIONS_PER_PROCESS = 8
-SECONDS_PER_SCENARIO = 8.0
+from bench.context import SETUP_TIMEOUT_SECONDS, Bench
+from bench.measure import lua_string
+
 POSTS = 50
-FRESH_TOKENS = 40
-PASSWORD = "bench password 1"  # noqa: S105 - a throwaway account on a throwaway stack
+CONNECTIONS = 16
 
 
-def run(stack) -> list[str]:
-    service = stack.services["api"]
-    api = service.url
-    headers = _user_headers(api, "bench-writer")
-    for i in range(POSTS):
-        requests.post(
-            f"{api}/api/v1/posts", json={"content": f"post number {i}"}, headers=headers, timeout=10
+def run(bench: Bench) -> list[str]:
+    api, auth = bench.url("api"), bench.url("auth")
+    writer = bench.users()[0]
+    for number in range(POSTS):
+        answer = requests.post(
+            f"{api}/api/v1/posts",
+            json={"content": f"post number {number}"},
+            headers={"Authorization": writer.authorization},
+            timeout=SETUP_TIMEOUT_SECONDS,
         )
+        answer.raise_for_status()
 
     lines = []
-    for label, path, auth in (
-        ("GET /api/v1/posts (public)", "/api/v1/posts", None),
-        ("GET /api/v1/posts/my (bearer token)", "/api/v1/posts/my", headers["Authorization"]),
+    bearer = f'wrk.headers["Authorization"] = {lua_string(writer.authorization)}\n'
+    for scenario, title, url, script, groups in (
+        ("posts", "GET /api/v1/posts (public)", f"{api}/api/v1/posts", "", ("api", "postgres")),
+        (
+            "posts_my",
+            "GET /api/v1/posts/my (bearer token, cached by the gateway)",
+            f"{api}/api/v1/posts/my",
+            bearer,
+            ("api", "auth", "postgres"),
+        ),
     ):
+        service = bench.stack.services["api"]
         rss_before = service.rss_kib()
         peaks_reset = service.reset_peaks()
-        result = _drive(api, path, auth)
+        result = bench.load(url, connections=CONNECTIONS, script=script)
         peaks = service.peak_rss_kib()
-        lines.append(
-            f"{label}: {result['rps']:.0f} req/s over {result['seconds']:.1f} s "
-            f"({LOAD_PROCESSES} load processes x {CONNECTIONS_PER_PROCESS} connections; "
-            f"{result['requests']} requests, {result['errors']} not 200; "
-            f"latency p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms)"
+        bench.record(
+            scenario, {**result.as_dict(), "api_worker_peak_rss_mib": round(max(peaks.values()) / 1024, 1)}
         )
+        lines.append(f"{title}: {result.summary(groups)}")
         lines.append(f"  api workers' memory: {_memory_line(rss_before, peaks, peaks_reset)}")
-    lines += _auth_call_latency(api, service.metrics_url)
+        lines += _statuses_if_errors(result)
+
+    result = bench.load(f"{auth}/verify", connections=CONNECTIONS, script='wrk.method = "POST"\n' + bearer)
+    bench.record("verify", result.as_dict())
+    lines.append(
+        f"POST {{auth}}/verify (bearer token, straight to auth): {result.summary(('auth', 'postgres'))}"
+    )
+    lines += _statuses_if_errors(result)
+
+    lines += _auth_latency(bench, bench.users())
     return lines
+
+
+def _statuses_if_errors(result) -> list[str]:
+    return [f"  statuses: {result.statuses}"] if result.errors else []
 
 
 def _memory_line(rss_before: dict[int, int], peaks: dict[int, int], peaks_reset: bool) -> str:
@@ -74,126 +89,72 @@ def _memory_line(rss_before: dict[int, int], peaks: dict[int, int], peaks_reset:
     )
 
 
-def _user_headers(api: str, username: str) -> dict[str, str]:
-    body = {"username": username, "password": PASSWORD}
-    requests.post(f"{api}/api/v1/auth/register", json=body, timeout=10)  # 409 on a second run is fine
-    token = requests.post(f"{api}/api/v1/auth/login", json=body, timeout=10).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
+def _auth_latency(bench: Bench, users) -> list[str]:
+    """Each request whose token a gateway worker has not verified in the last few seconds costs
+    one POST /verify to auth; with a random token of many per request, a good share do."""
+    tokens = ", ".join(lua_string(user.authorization) for user in users)
+    script = (
+        f"local authorizations = {{{tokens}}}\n"
+        "request = function()\n"
+        "  return wrk.format(nil, nil, {Authorization = authorizations[math.random(#authorizations)]})\n"
+        "end\n"
+    )
+    metrics_url = bench.stack.services["api"].metrics_url
+    before = _auth_histogram(metrics_url)
+    result = bench.load(f"{bench.url('api')}/api/v1/posts/my", connections=CONNECTIONS, script=script)
+    after = _auth_histogram(metrics_url)
 
-
-def _drive(api: str, path: str, authorization: str | None) -> dict:
-    """Run the load processes at once and add up what they report."""
-    command = [sys.executable, __file__, api, path, str(SECONDS_PER_SCENARIO), str(CONNECTIONS_PER_PROCESS)]
-    env = {**os.environ, "BENCH_AUTHORIZATION": authorization or ""}
-    processes = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True) for _ in range(LOAD_PROCESSES)
-    ]
-    reports = []
-    for process in processes:
-        out, _ = process.communicate(timeout=SECONDS_PER_SCENARIO + 60)
-        reports.append(json.loads(out))
-    latencies = sorted(ms for report in reports for ms in report["latencies_ms"])
-    requests_done = sum(report["requests"] for report in reports)
-    seconds = max(report["seconds"] for report in reports)
-    return {
-        "requests": requests_done,
-        "errors": sum(report["errors"] for report in reports),
-        "seconds": seconds,
-        "rps": requests_done / seconds,
-        "p50_ms": _percentile(latencies, 0.50),
-        "p99_ms": _percentile(latencies, 0.99),
+    calls = after["count"] - before["count"]
+    figures = {**result.as_dict(), "tokens": len(users), "auth_calls": calls}
+    summary = result.summary(("api", "auth", "postgres"))
+    lines = [f"GET /api/v1/posts/my with {len(users)} tokens at random: {summary}"]
+    lines += _statuses_if_errors(result)
+    if calls <= 0:
+        bench.record("auth_latency", figures)
+        return [*lines, "  gateway -> auth: no calls recorded"]
+    within = {
+        bound: (after["buckets"][bound] - before["buckets"].get(bound, 0)) / calls
+        for bound in after["buckets"]
     }
+    figures |= {
+        "auth_call_mean_ms": round((after["sum"] - before["sum"]) / calls * 1000, 2),
+        "auth_call_p50_bound_ms": _bound_ms(within, 0.50),
+        "auth_call_p99_bound_ms": _bound_ms(within, 0.99),
+    }
+    bench.record("auth_latency", figures)
+    p50, p99 = figures["auth_call_p50_bound_ms"], figures["auth_call_p99_bound_ms"]
+    goal = "met" if p99 is not None and p99 <= 10 else "not met"
+    lines.append(
+        f"  gateway -> auth POST /verify at that load: {calls:.0f} calls, "
+        f"mean {figures['auth_call_mean_ms']:.1f} ms, 50% within {_bound_text(p50)}, "
+        f"99% within {_bound_text(p99)} (goal under 10 ms: {goal}; the api's own histogram buckets)"
+    )
+    return lines
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * fraction))] if values else float("nan")
+def _bound_ms(within: dict[float, float], share: float) -> float | None:
+    """The smallest histogram bucket bound holding at least ``share`` of the calls, in ms; None
+    when only +Inf does."""
+    return next((bound * 1000 for bound, part in sorted(within.items()) if part >= share), None)
 
 
-def _auth_samples(metrics_url: str) -> tuple[float, float, dict[float, float]]:
-    # The api's metrics port (METRICS_PORT), not the port the requests go to.
+def _bound_text(bound_ms: float | None) -> str:
+    return "no bucket (over the largest)" if bound_ms is None else f"{bound_ms:g} ms"
+
+
+def _auth_histogram(metrics_url: str) -> dict:
+    """The api's api_upstream_request_duration_seconds{target="auth"}: sum, count and the
+    cumulative buckets by upper bound in seconds (+Inf left out)."""
     text = requests.get(f"{metrics_url}/metrics", timeout=10).text
-    total = count = 0.0
-    buckets: dict[float, float] = {}
+    histogram = {"sum": 0.0, "count": 0.0, "buckets": {}}
     for line in text.splitlines():
-        if 'target="auth"' not in line or not line.startswith("api_upstream_request_duration_seconds"):
+        if not line.startswith("api_upstream_request_duration_seconds") or 'target="auth"' not in line:
             continue
         value = float(line.rsplit(" ", 1)[1])
         if line.startswith("api_upstream_request_duration_seconds_sum"):
-            total = value
+            histogram["sum"] = value
         elif line.startswith("api_upstream_request_duration_seconds_count"):
-            count = value
-        elif match := re.search(r'le="([^"]+)"', line):
-            buckets[float(match.group(1))] = value
-    return total, count, buckets
-
-
-def _auth_call_latency(api: str, metrics_url: str) -> list[str]:
-    """Each request with a token the gateway has not seen costs one POST /verify to auth."""
-    tokens = [_user_headers(api, "bench-reader")["Authorization"] for _ in range(FRESH_TOKENS)]
-    total_before, count_before, buckets_before = _auth_samples(metrics_url)
-    client_ms = []
-    for authorization in tokens:
-        started = time.perf_counter()
-        requests.get(f"{api}/api/v1/posts/my?limit=1", headers={"Authorization": authorization}, timeout=10)
-        client_ms.append((time.perf_counter() - started) * 1000)
-    total, count, buckets = _auth_samples(metrics_url)
-    calls = count - count_before
-    if calls <= 0:
-        return ["gateway -> auth: no calls recorded"]
-    mean_ms = (total - total_before) / calls * 1000
-    within = {le: (buckets[le] - buckets_before.get(le, 0)) / calls for le in sorted(buckets)}
-    p95_bound = next((le for le, share in within.items() if share >= 0.95), float("inf"))
-    return [
-        f"gateway -> auth POST /verify: mean {mean_ms:.1f} ms over {calls:.0f} calls, "
-        f"95% within {p95_bound * 1000:.0f} ms (the api's own histogram)",
-        f"authenticated request with an uncached token, as the client sees it: "
-        f"p50 {_percentile(sorted(client_ms), 0.5):.1f} ms",
-    ]
-
-
-# -- the load process ------------------------------------------------------------------------
-def _load(api: str, path: str, seconds: float, connections: int) -> dict:
-    """Keep-alive GETs from ``connections`` threads until the time is up; report counts."""
-    address = urlsplit(api)
-    authorization = os.environ.get("BENCH_AUTHORIZATION")
-    headers = {"Authorization": authorization} if authorization else {}
-    deadline = time.monotonic() + seconds
-    lock = threading.Lock()
-    totals = {"requests": 0, "errors": 0, "latencies_ms": []}
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
-        done, errors, latencies = 0, 0, []
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                connection.request("GET", path, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
-                ok = False
-            latencies.append((time.perf_counter() - started) * 1000)
-            done += 1
-            errors += not ok
-        connection.close()
-        with lock:
-            totals["requests"] += done
-            totals["errors"] += errors
-            totals["latencies_ms"] += latencies
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    totals["seconds"] = time.monotonic() - started
-    return totals
-
-
-if __name__ == "__main__":
-    target, route, duration, threads_wanted = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-    print(json.dumps(_load(target, route, duration, threads_wanted)))
+            histogram["count"] = value
+        elif (match := re.search(r'le="([^"]+)"', line)) and match.group(1) != "+Inf":
+            histogram["buckets"][float(match.group(1))] = value
+    return histogram

@@ -26,7 +26,8 @@ USERS = 10
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(stack) -> list[str]:
+def run(bench) -> list[str]:
+    stack = bench.stack
     posts = int(os.environ.get("BENCH_BACKUP_POSTS", "10000"))
     images_mb = int(os.environ.get("BENCH_BACKUP_IMAGES_MB", "200"))
     pg, minio = stack.postgres, stack.minio
@@ -60,27 +61,40 @@ def run(stack) -> list[str]:
 
     started = time.perf_counter()
     image_count, image_bytes = _fill(stack, posts, images_mb)
+    figures = {
+        "posts": posts,
+        "images": image_count,
+        "image_mib": round(image_bytes / MIB, 1),
+        "fill_seconds": round(time.perf_counter() - started, 1),
+    }
     lines = [
         f"data set: {posts} posts, {image_count} images ({image_bytes / MIB:.0f} MiB), {USERS} users;"
-        f" filled in {time.perf_counter() - started:.0f} s"
+        f" filled in {figures['fill_seconds']:.0f} s"
     ]
-    lines.append(_timed("platform-backup run", "backups.backup", ["run"], environ))
-    lines.append(_timed("platform-backup mirror (first, full copy)", "backups.backup", ["mirror"], environ))
 
+    def timed(key: str, title: str, module: str, arguments: list[str], step_environ: dict[str, str]) -> None:
+        line, seconds = _timed(title, module, arguments, step_environ)
+        figures[f"{key}_seconds"] = round(seconds, 2)
+        lines.append(line)
+
+    timed("backup_run", "platform-backup run", "backups.backup", ["run"], environ)
+    timed("backup_mirror", "platform-backup mirror (first, full copy)", "backups.backup", ["mirror"], environ)
     _destroy(stack)
-    lines.append(_timed("platform-restore databases", "backups.restore", ["databases"], restore_environ))
-    lines.append(
-        _timed(
-            "platform-restore bucket --from replica --fix",
-            "backups.restore",
-            ["bucket", "--from", "replica", "--fix"],
-            restore_environ,
-        )
+    timed(
+        "restore_databases", "platform-restore databases", "backups.restore", ["databases"], restore_environ
     )
+    timed(
+        "restore_bucket",
+        "platform-restore bucket --from replica --fix",
+        "backups.restore",
+        ["bucket", "--from", "replica", "--fix"],
+        restore_environ,
+    )
+    bench.record("backup", figures)
     return lines
 
 
-def _timed(title: str, module: str, arguments: list[str], environ: dict[str, str]) -> str:
+def _timed(title: str, module: str, arguments: list[str], environ: dict[str, str]) -> tuple[str, float]:
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", module, *arguments], env=environ, capture_output=True, text=True, check=False
@@ -88,7 +102,7 @@ def _timed(title: str, module: str, arguments: list[str], environ: dict[str, str
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"{title} failed: {result.stderr or result.stdout}")
-    return f"{title}: {seconds:.1f} s -> {' | '.join(result.stdout.strip().splitlines())}"
+    return f"{title}: {seconds:.1f} s -> {' | '.join(result.stdout.strip().splitlines())}", seconds
 
 
 def _fill(stack, posts: int, images_mb: int) -> tuple[int, int]:

@@ -1,10 +1,19 @@
-"""Image uploads: one 10 MB upload and download, then 100 concurrent uploads, then 8 concurrent
-uploads of a small file of a huge image (6300x6300 RGBA PNG, 150 MiB if decoded), with the
-memory of the images service's gunicorn processes (peak resident set, VmHWM) after each.
+"""Image uploads through the gateway, as clients make them:
 
-Requests go through the api gateway, as clients' do, when the stack runs it; otherwise
-straight to the images service. Targets (architecture): a 10 MB upload in under 5 s, 100+
-concurrent uploads, 128-512 MB per service.
+- a 10 MB JPEG uploaded through the gateway, and the same bytes put straight into MinIO with
+  boto3 (a bucket of the bench's own), alternately, UPLOAD_REPEATS times each: MB/s of each (the
+  median) and the gateway's as a percentage of the direct one; the download of the upload, bytes
+  checked;
+- 100 concurrent uploads of a 0.7 MB JPEG: wall time, latency, the errors (anything but 201), and
+  each service's peak resident memory meanwhile (VmHWM of the gunicorn master and workers, reset
+  first), whose sum is compared with the memory limit of the service's container in the chart
+  (charts/platform/charts/<service>/values.yaml, resources.limits.memory);
+- 8 concurrent uploads of a small file of a huge image (6300x6300 RGBA PNG, 150 MiB if decoded,
+  just under MAX_IMAGE_PIXELS), with the images processes' memory after them: the decode budget
+  keeps them from growing by what eight decodes at once would take.
+
+Targets (architecture): a 10 MB upload in under 5 s, 100+ concurrent uploads, 128-512 MB per
+service.
 """
 
 from __future__ import annotations
@@ -12,77 +21,43 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import secrets
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
+import yaml
 from PIL import Image
 
-from devstack.services import memory_kib
+from bench.context import Bench
+from devstack.services import memory_kib, reset_peak
 
 MIB = 1024 * 1024
+MB = 1_000_000
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CHARTS = PROJECT_ROOT / "charts" / "platform" / "charts"
+BENCH_BUCKET = "bench"
+UPLOAD_REPEATS = 3
 CONCURRENT_UPLOADS = 100
 CONCURRENT_HUGE_UPLOADS = 8
+_UNITS = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
 
 
-def run(stack) -> list[str]:
-    via, upload_url, images_url = _entry_point(stack)
-    headers = _login(stack)
-    lines = [f"through {via} ({upload_url})"]
-    images_service = stack.services["images"]
+def run(bench: Bench) -> list[str]:
+    api = bench.url("api")
+    upload_url, images_url = f"{api}/api/v1/images/upload", f"{api}/api/v1/images"
+    headers = {"Authorization": bench.users()[1].authorization}
+    lines = [f"through the api gateway ({upload_url})"]
 
     large = _noise_jpeg(3000, 3000)
-    started = time.perf_counter()
-    response = requests.post(
-        upload_url,
-        headers=headers,
-        files={"file": ("large.jpg", large, "image/jpeg")},
-        timeout=120,
-    )
-    upload_seconds = time.perf_counter() - started
-    response.raise_for_status()
-    filename = response.json()["filename"]
-    started = time.perf_counter()
-    digest = hashlib.sha256()
-    with requests.get(f"{images_url}/{filename}", headers=headers, stream=True, timeout=120) as download:
-        download.raise_for_status()
-        for chunk in download.iter_content(256 * 1024):
-            digest.update(chunk)
-    download_seconds = time.perf_counter() - started
-    intact = digest.hexdigest() == hashlib.sha256(large).hexdigest()
-    lines.append(
-        f"{len(large) / MIB:.1f} MiB JPEG: upload {upload_seconds:.2f} s, download "
-        f"{download_seconds:.2f} s ({'bytes intact' if intact else 'BYTES DIFFER'})"
-    )
-    lines.append(f"images processes after it: {_memory(images_service)}")
+    figures, more_lines = _large_upload(bench, large, upload_url, images_url, headers)
+    lines += more_lines
 
     small = _noise_jpeg(800, 800)
-
-    def upload_one(_: int) -> tuple[int, float]:
-        began = time.perf_counter()
-        answer = requests.post(
-            upload_url,
-            headers=headers,
-            files={"file": ("small.jpg", small, "image/jpeg")},
-            timeout=120,
-        )
-        return answer.status_code, time.perf_counter() - began
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(CONCURRENT_UPLOADS) as pool:
-        results = list(pool.map(upload_one, range(CONCURRENT_UPLOADS)))
-    wall = time.perf_counter() - started
-    latencies = sorted(seconds for _, seconds in results)
-    p95 = latencies[int(len(latencies) * 0.95) - 1]
-    statuses = {status: sum(1 for s, _ in results if s == status) for status in {s for s, _ in results}}
-    lines.append(
-        f"{CONCURRENT_UPLOADS} concurrent uploads of {len(small) / MIB:.2f} MiB: {wall:.2f} s wall, "
-        f"{CONCURRENT_UPLOADS / wall:.1f}/s, latency p50 {statistics.median(latencies):.2f} s, "
-        f"p95 {p95:.2f} s, max {latencies[-1]:.2f} s, statuses {statuses}"
-    )
-    lines.append(f"images processes after them: {_memory(images_service)}")
+    concurrent, more_lines = _concurrent_uploads(bench, small, upload_url, headers)
+    figures["concurrent"] = concurrent
+    lines += more_lines
 
     huge = _flat_png(6300, 6300)
 
@@ -97,26 +72,129 @@ def run(stack) -> list[str]:
         f"{CONCURRENT_HUGE_UPLOADS} concurrent uploads of a {len(huge) / 1024:.0f} KB 6300x6300 PNG: "
         f"{time.perf_counter() - started:.2f} s, statuses {sorted(huge_statuses)}"
     )
-    lines.append(f"images processes after them: {_memory(images_service)}")
+    lines.append(f"images processes after them: {_memory(bench.stack.services['images'])}")
+    figures["huge_png_statuses"] = {str(status): huge_statuses.count(status) for status in set(huge_statuses)}
+    bench.record("uploads", figures)
     return lines
 
 
-def _entry_point(stack) -> tuple[str, str, str]:
-    """(what is called, its upload URL, the URL its images live under)."""
-    if "api" in stack.services:
-        api = stack.services["api"].url
-        return "the api gateway", f"{api}/api/v1/images/upload", f"{api}/api/v1/images"
-    images = stack.services["images"].url
-    return "the images service directly", f"{images}/upload", f"{images}/images"
+def _large_upload(bench: Bench, large: bytes, upload_url: str, images_url: str, headers) -> tuple[dict, list]:
+    s3 = bench.stack.minio.client()
+    if BENCH_BUCKET not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=BENCH_BUCKET)
+    through_gateway, direct, filename = [], [], None
+    for repeat in range(UPLOAD_REPEATS):
+        started = time.perf_counter()
+        answer = requests.post(
+            upload_url, headers=headers, files={"file": ("large.jpg", large, "image/jpeg")}, timeout=120
+        )
+        through_gateway.append(time.perf_counter() - started)
+        answer.raise_for_status()
+        filename = answer.json()["filename"]
+        started = time.perf_counter()
+        s3.put_object(Bucket=BENCH_BUCKET, Key=f"large-{repeat}.jpg", Body=large, ContentType="image/jpeg")
+        direct.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    digest = hashlib.sha256()
+    with requests.get(f"{images_url}/{filename}", headers=headers, stream=True, timeout=120) as download:
+        download.raise_for_status()
+        for chunk in download.iter_content(256 * 1024):
+            digest.update(chunk)
+    download_seconds = time.perf_counter() - started
+    intact = digest.hexdigest() == hashlib.sha256(large).hexdigest()
+
+    gateway_seconds, direct_seconds = statistics.median(through_gateway), statistics.median(direct)
+    figures = {
+        "large_upload_mb": round(len(large) / MB, 2),
+        "gateway_upload_seconds": round(gateway_seconds, 3),
+        "gateway_mb_per_second": round(len(large) / MB / gateway_seconds, 1),
+        "direct_upload_seconds": round(direct_seconds, 3),
+        "direct_mb_per_second": round(len(large) / MB / direct_seconds, 1),
+        "download_seconds": round(download_seconds, 3),
+        "download_intact": intact,
+    }
+    percent = figures["gateway_mb_per_second"] / figures["direct_mb_per_second"] * 100
+    figures["ratios"] = {"gateway_to_direct_percent": round(percent, 1)}
+    lines = [
+        f"{len(large) / MB:.1f} MB JPEG, median of {UPLOAD_REPEATS}: through the gateway "
+        f"{gateway_seconds:.2f} s ({figures['gateway_mb_per_second']:.0f} MB/s); "
+        f"straight to MinIO with boto3 {direct_seconds:.2f} s ({figures['direct_mb_per_second']:.0f} MB/s); "
+        f"gateway {percent:.0f} % of direct (goal at least 50 %: {'met' if percent >= 50 else 'not met'})",
+        f"download {download_seconds:.2f} s ({'bytes intact' if intact else 'BYTES DIFFER'})",
+        f"images processes after them: {_memory(bench.stack.services['images'])}",
+    ]
+    return figures, lines
 
 
-def _login(stack) -> dict[str, str]:
-    auth = stack.services["auth"].url
-    username, password = f"bench{secrets.token_hex(4)}", secrets.token_urlsafe(16)
-    requests.post(f"{auth}/register", json={"username": username, "password": password}, timeout=30)
-    answer = requests.post(f"{auth}/login", json={"username": username, "password": password}, timeout=30)
-    answer.raise_for_status()
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+def _concurrent_uploads(bench: Bench, small: bytes, upload_url: str, headers) -> tuple[dict, list]:
+    services = bench.stack.services
+    for service in services.values():
+        for pid in [service.process.pid, *service.worker_pids()]:
+            reset_peak(pid)
+
+    def upload_one(_: int) -> tuple[int | str, float]:
+        began = time.perf_counter()
+        try:
+            status = requests.post(
+                upload_url, headers=headers, files={"file": ("small.jpg", small, "image/jpeg")}, timeout=120
+            ).status_code
+        except requests.RequestException as error:
+            status = type(error).__name__
+        return status, time.perf_counter() - began
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENT_UPLOADS) as pool:
+        results = list(pool.map(upload_one, range(CONCURRENT_UPLOADS)))
+    wall = time.perf_counter() - started
+    latencies = sorted(seconds for _, seconds in results)
+    statuses = [status for status, _ in results]
+    errors = sum(status != 201 for status in statuses)
+    figures = {
+        "uploads": CONCURRENT_UPLOADS,
+        "upload_mb": round(len(small) / MB, 2),
+        "errors": errors,
+        "statuses": {str(status): statuses.count(status) for status in set(statuses)},
+        "wall_seconds": round(wall, 2),
+        "requests_per_second": round(CONCURRENT_UPLOADS / wall, 1),
+        "latency_p50_seconds": round(statistics.median(latencies), 2),
+        "latency_p95_seconds": round(latencies[int(len(latencies) * 0.95) - 1], 2),
+        "latency_max_seconds": round(latencies[-1], 2),
+        "memory": {},
+    }
+    lines = [
+        f"{CONCURRENT_UPLOADS} concurrent uploads of {len(small) / MB:.2f} MB: {wall:.2f} s wall, "
+        f"{figures['requests_per_second']:.1f}/s, latency p50 {figures['latency_p50_seconds']:.2f} s, "
+        f"p95 {figures['latency_p95_seconds']:.2f} s, max {figures['latency_max_seconds']:.2f} s, "
+        f"{errors} errors (goal zero), statuses {figures['statuses']}"
+    ]
+    for name, service in services.items():
+        master = memory_kib(service.process.pid)["VmHWM"] / 1024
+        workers = [memory_kib(pid)["VmHWM"] / 1024 for pid in service.worker_pids()]
+        total, limit = master + sum(workers), memory_limit_mib(name)
+        verdict = "within limit" if total <= limit else "OVER"
+        figures["memory"][name] = {
+            "peak_rss_mib_master": round(master, 1),
+            "peak_rss_mib_workers_max": round(max(workers), 1),
+            "peak_rss_mib_total": round(total, 1),
+            "limit_mib": limit,
+        }
+        lines.append(
+            f"  {name} peak RSS meanwhile: workers {', '.join(f'{worker:.0f}' for worker in workers)} MiB, "
+            f"master {master:.0f} MiB; {total:.0f} MiB in all vs the container's limit {limit:.0f} MiB: "
+            f"{verdict}"
+        )
+    return figures, lines
+
+
+def memory_limit_mib(service: str) -> float:
+    """resources.limits.memory of the service's chart, in MiB (Kubernetes' Ki, Mi or Gi)."""
+    values = yaml.safe_load((CHARTS / service / "values.yaml").read_text())
+    quantity = str(values["resources"]["limits"]["memory"])
+    for suffix, mebibytes in _UNITS.items():
+        if quantity.endswith(suffix):
+            return float(quantity.removesuffix(suffix)) * mebibytes
+    raise ValueError(f"{service}'s memory limit {quantity!r} is not in Ki, Mi or Gi")
 
 
 def _noise_jpeg(width: int, height: int) -> bytes:

@@ -58,6 +58,7 @@ command -v pgrep >/dev/null || apt_packages+=(procps)
 if [ "$SCOPE" = all ]; then
   command -v openssl >/dev/null || apt_packages+=(openssl)  # the tests' TLS certificates
   command -v nsenter >/dev/null || apt_packages+=(util-linux)  # ci/cluster/run.sh joins its network namespace
+  command -v wrk >/dev/null || apt_packages+=(wrk)  # make bench's load generator
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"

@@ -1,0 +1,133 @@
+"""The benchmarks' entry point run for real against a fresh stack, with 1-second wrk runs and a
+small backup data set: every scenario is in the JSON document with its throughput and its ratios,
+the single-route scenarios without errors, and `compare` of the document with itself shows no
+change. Figures, not timed tests: no goal is asserted here."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+# What runs the benchmarks. The README's `make bench` installs every tool first (ci/install.sh)
+# and then runs exactly this; to run the README's command as written, switch to
+#     BENCH_COMMAND = readme_has("make bench").split()    (from tests.readme import readme_has)
+BENCH_COMMAND = [sys.executable, "-m", "bench"]
+COMPARE_COMMAND = [sys.executable, "-m", "bench", "compare"]
+BENCH_TIMEOUT_SECONDS = 900
+
+# scenario -> where its main figure (its throughput; the backup's duration) is in the document
+HEADLINE_FIGURE = {
+    "ceiling_before": ("requests_per_second",),
+    "ceiling_after": ("requests_per_second",),
+    "ceiling": ("requests_per_second",),
+    "posts": ("requests_per_second",),
+    "posts_my": ("requests_per_second",),
+    "verify": ("requests_per_second",),
+    "auth_latency": ("requests_per_second",),
+    "database": ("queries_per_second",),
+    "login": ("requests_per_second",),
+    "mixed": ("requests_per_second",),
+    "uploads": ("concurrent", "requests_per_second"),
+    "backup": ("backup_run_seconds",),
+}
+RATIOS = {
+    "posts": ("cpu_to_ceiling", "requests_per_second_to_ceiling_percent", "postgres_cpu_to_database_ceiling"),
+    "posts_my": ("cpu_to_ceiling",),
+    "verify": ("cpu_to_ceiling",),
+    "uploads": ("gateway_to_direct_percent",),
+}
+SINGLE_ROUTE = ("ceiling_before", "ceiling_after", "posts", "posts_my", "verify", "auth_latency", "login")
+
+
+def _figure(document: dict, scenario: str, path: tuple[str, ...]):
+    value = document["scenarios"][scenario]
+    for key in path:
+        value = value[key]
+    return value
+
+
+def _positive_number(value) -> bool:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return is_number and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory) -> tuple[Path, str]:
+    """The JSON document of one whole run, and what the run printed."""
+    path = tmp_path_factory.mktemp("bench") / "run.json"
+    environ = {
+        **os.environ,
+        "PYTHONPATH": f"{PROJECT_ROOT / 'src'}{os.pathsep}{PROJECT_ROOT}",
+        "BENCH_SECONDS": "1",
+        "BENCH_JSON": str(path),
+        "BENCH_BACKUP_POSTS": "200",
+        "BENCH_BACKUP_IMAGES_MB": "4",
+    }
+    answer = subprocess.run(
+        BENCH_COMMAND,
+        cwd=PROJECT_ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=BENCH_TIMEOUT_SECONDS,
+    )
+    assert answer.returncode == 0, answer.stdout[-5000:] + answer.stderr[-5000:]
+    return path, answer.stdout
+
+
+def test_the_run_prints_where_its_json_went_and_how_it_pinned(bench_run):
+    path, output = bench_run
+    assert f"== JSON: {path}" in output
+    assert re.search(r"^== pinning: (servers .* on CPU \d+|one CPU: nothing pinned)", output, re.M)
+
+
+def test_every_scenario_is_in_the_json_with_a_positive_main_figure(bench_run):
+    document = json.loads(bench_run[0].read_text())
+    assert set(document["scenarios"]) == set(HEADLINE_FIGURE)
+    for scenario, path in HEADLINE_FIGURE.items():
+        assert _positive_number(_figure(document, scenario, path)), (scenario, path)
+
+
+def test_every_ratio_is_a_number(bench_run):
+    document = json.loads(bench_run[0].read_text())
+    for scenario, names in RATIOS.items():
+        ratios = document["scenarios"][scenario]["ratios"]
+        for name in names:
+            assert _positive_number(ratios[name]), (scenario, name, ratios)
+
+
+def test_the_single_route_scenarios_have_no_errors(bench_run):
+    document = json.loads(bench_run[0].read_text())
+    for scenario in SINGLE_ROUTE:
+        figures = document["scenarios"][scenario]
+        assert figures["errors"] == 0, (scenario, figures["statuses"])
+    assert document["scenarios"]["uploads"]["concurrent"]["errors"] == 0
+    assert document["scenarios"]["uploads"]["download_intact"] is True
+
+
+def test_the_json_says_where_it_was_measured(bench_run):
+    document = json.loads(bench_run[0].read_text())
+    assert "failed_in" not in document
+    assert document["machine"]["cpu_count"] >= 1
+    assert document["machine"]["uname"]["sysname"] == "Linux"
+    assert document["pinning"]["pinned"] == (len(os.sched_getaffinity(0)) >= 2)
+    assert document["bench_seconds"] == 1
+
+
+def test_compare_of_a_run_with_itself_shows_no_change(bench_run):
+    path = bench_run[0]
+    answer = subprocess.run(
+        [*COMPARE_COMMAND, str(path), str(path)], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    rows = answer.stdout.splitlines()[3:]
+    assert len(rows) > 50
+    assert all(row.endswith(" +0.0 %") for row in rows), [row for row in rows if not row.endswith("+0.0 %")]
