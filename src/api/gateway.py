@@ -166,7 +166,13 @@ def forward(target: str, path: str, *, location_prefixes: tuple[str, str] | None
     upstream = _upstream(target)
     query = urlencode(list(request.args.items(multi=True)))
     answer = upstream.send(
-        request.method, path, headers=_request_headers(), data=_request_body(), params=query, stream=True
+        request.method,
+        path,
+        headers=_request_headers(),
+        data=_request_body(),
+        params=query,
+        stream=True,
+        idempotent=request.method in ("GET", "HEAD"),
     )
     return _relay(upstream, answer, location_prefixes)
 

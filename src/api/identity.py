@@ -121,7 +121,7 @@ class Verifier:
             return caller
         TOKEN_CACHE.labels("miss").inc()
         headers = {**outbound_headers(), "Authorization": f"Bearer {token}", "Accept": "application/json"}
-        response = self.auth.send("POST", "/verify", headers=headers)
+        response = self.auth.send("POST", "/verify", headers=headers, idempotent=True)
         with response:
             caller = self._caller_from(response)
         self.cache.put(token, caller, _token_expiry(token))

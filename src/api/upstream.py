@@ -7,8 +7,11 @@ answer the client gets, as problem+json:
 - the service accepts but does not answer within the read timeout: 504 (``timeout``)
 - the service answers something that is not HTTP, or drops the connection: 502 (``bad_response``)
 
-Nothing is retried: a POST that timed out may have been applied, and sending it again could
-register a user or store an image twice. The connection pool absorbs the cost of the calls.
+Nothing that may have been applied is retried: a POST that timed out, sending it again could
+register a user or store an image twice. The connection pool absorbs the cost of the calls. The
+one retry is for calls the caller marks idempotent (token checks, GET and HEAD): when a pooled
+connection turns out to have been closed by the service as it was being reused (its keep-alive
+ended just then), the call is sent once more on a new connection instead of failing with 502.
 """
 
 from __future__ import annotations
@@ -136,22 +139,20 @@ class Upstream:
         params: str | None = None,
         stream: bool = False,
         timeout: tuple[float, float] | None = None,
+        idempotent: bool = False,
     ) -> requests.Response:
-        """Call the service; any failure to get an HTTP answer becomes an ApiError (502/503/504)."""
+        """Call the service; any failure to get an HTTP answer becomes an ApiError (502/503/504).
+
+        ``idempotent``: the call changes nothing and has no body to stream, so it may be sent
+        again once if the service closed the connection under it (see the module docstring).
+        """
         url = self.url(path)
         if params:
             url = f"{url}?{params}"
         started = time.perf_counter()
+        options = dict(headers=headers, data=data, stream=stream, timeout=timeout or self.timeout)
         try:
-            response = self.session.request(
-                method,
-                url,
-                headers=headers,
-                data=data,
-                stream=stream,
-                timeout=timeout or self.timeout,
-                allow_redirects=False,
-            )
+            response = self._request(method, url, idempotent=idempotent, **options)
         except requests.ConnectTimeout as exc:
             raise self._failed(
                 "unavailable", started, exc, 503, f"{self.name} did not accept a connection in time."
@@ -179,6 +180,19 @@ class Upstream:
         UPSTREAM_LATENCY.labels(self.target).observe(time.perf_counter() - started)
         UPSTREAM_REQUESTS.labels(self.target, _outcome_of_status(response.status_code)).inc()
         return response
+
+    def _request(self, method: str, url: str, *, idempotent: bool, **options) -> requests.Response:
+        try:
+            return self.session.request(method, url, allow_redirects=False, **options)
+        except requests.ConnectionError as exc:
+            closed_under_us = not isinstance(exc, requests.ConnectTimeout) and _caused_by(
+                exc,
+                (ConnectionResetError, BrokenPipeError),  # RemoteDisconnected is a reset
+            )
+            if not (idempotent and closed_under_us):
+                raise
+        log.info("upstream closed a reused connection; sending again", extra={"target": self.target})
+        return self.session.request(method, url, allow_redirects=False, **options)
 
     def bad_response(self, detail: str) -> ApiError:
         """For an answer that is HTTP but not what the contract says: counted, logged, a 502."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -128,6 +129,74 @@ class GarbageServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class KeepAliveCutter:
+    """An HTTP service whose keep-alive ends just as a client reuses the connection: it answers
+    the first request on each connection (200, JSON that fits a verify and a list), and resets
+    the connection when a second request arrives on it, without answering."""
+
+    ANSWER = b'{"valid": true, "user_id": 1, "username": "alice", "items": []}'
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[str] = []  # "METHOD path" of every request that arrived
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._converse, args=(connection,), daemon=True).start()
+
+    def _converse(self, connection: socket.socket) -> None:
+        connection.settimeout(5)
+        reader = connection.makefile("rb")
+        try:
+            for number in (1, 2):
+                request_line = reader.readline().decode().strip()
+                if not request_line:
+                    return
+                self.requests.append(" ".join(request_line.split()[:2]))
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                if number == 2:
+                    # Linger 0: close with a reset, as a server whose keep-alive just ended does.
+                    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                reader.read(length)
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(self.ANSWER)}\r\n\r\n".encode()
+                    + self.ANSWER
+                )
+        except OSError:
+            pass
+        finally:
+            reader.close()
+            connection.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def keep_alive_cutter():
+    server = KeepAliveCutter()
+    yield server
+    server.close()
 
 
 def api_environ(database_url: str, token_keys: str, auth_url: str, images_url: str, **extra: str) -> dict:

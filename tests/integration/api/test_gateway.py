@@ -6,6 +6,7 @@ images is the stand-in upstream under gunicorn, or a socket that answers garbage
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
@@ -215,6 +216,39 @@ def test_a_verify_answer_without_the_promised_json_is_502(make_api_app, stand_in
     response = client.post("/api/v1/posts", json={"content": "x"}, headers={"Authorization": "Bearer a.b.c"})
     assert response.status_code == 502
     assert metric(client, "api_upstream_requests_total", target="auth", outcome="bad_response") >= 1
+
+
+def test_a_token_check_on_a_connection_auth_closed_under_it_is_sent_again(
+    make_api_app, keep_alive_cutter, stand_in_images, clean_databases
+):
+    client = make_api_app(keep_alive_cutter.url, stand_in_images.url).test_client()
+
+    first = client.get("/api/v1/posts/my", headers={"Authorization": "Bearer a.b.c"})
+    second = client.get("/api/v1/posts/my", headers={"Authorization": "Bearer a.b.d"})
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    # The second check: cut on the reused connection, then sent again on a new one.
+    assert keep_alive_cutter.requests == ["POST /verify"] * 3
+
+
+def test_a_forwarded_get_is_sent_again_but_an_upload_never_is(
+    make_api_app, auth_service, keep_alive_cutter, account, clean_databases
+):
+    client = make_api_app(auth_service.url, keep_alive_cutter.url).test_client()
+    _, headers = account()
+
+    listed = [client.get("/api/v1/images", headers=headers).status_code for _ in range(2)]
+    upload = client.post(
+        "/api/v1/images/upload",
+        headers=headers,
+        data={"file": (io.BytesIO(b"not sent twice"), "a.png", "image/png")},
+        content_type="multipart/form-data",
+    )
+
+    assert listed == [200, 200]
+    # A POST that reached the service may have been applied: a 502, and it arrived once.
+    assert upload.status_code == 502
+    assert keep_alive_cutter.requests.count("POST /upload") == 1
 
 
 # -- token cache ---------------------------------------------------------------------------------
