@@ -25,6 +25,9 @@ from sqlalchemy import text
 from auth.config import AuthSettings
 from auth.models import db
 
+# An existing row is judged by clock_timestamp(), read once the row is locked: an attempt that
+# waited for a concurrent one to commit compares with a time after that one, not with when its own
+# statement started (which could be before the other's, so it would be refused as too early).
 # The delay after the n-th consecutive failure: nothing while n is below the free failures,
 # then the base doubling per failure, capped (the exponent is bounded so power() cannot
 # overflow). The count starts over when the last attempt is older than the failure memory.
@@ -38,19 +41,19 @@ _CLAIM = text(
     FROM attempt
     ON CONFLICT (username_digest) DO UPDATE SET
         failures = CASE
-            WHEN t.last_attempt_at < excluded.last_attempt_at - make_interval(secs => CAST(:memory AS float8))
+            WHEN t.last_attempt_at < clock_timestamp() - make_interval(secs => CAST(:memory AS float8))
             THEN 1 ELSE t.failures + 1 END,
-        next_attempt_at = excluded.last_attempt_at + make_interval(secs => (
+        next_attempt_at = clock_timestamp() + make_interval(secs => (
             SELECT CASE
                 WHEN n < :free THEN 0
                 ELSE LEAST(CAST(:cap AS float8), CAST(:base AS float8) * power(2.0, LEAST(n - :free, 40)))
                 END
             FROM (SELECT CASE
                 WHEN t.last_attempt_at
-                    < excluded.last_attempt_at - make_interval(secs => CAST(:memory AS float8))
+                    < clock_timestamp() - make_interval(secs => CAST(:memory AS float8))
                 THEN 1 ELSE t.failures + 1 END AS n) AS consecutive)),
-        last_attempt_at = excluded.last_attempt_at
-    WHERE t.next_attempt_at <= excluded.last_attempt_at
+        last_attempt_at = clock_timestamp()
+    WHERE t.next_attempt_at <= clock_timestamp()
     RETURNING failures
     """
 )

@@ -5,11 +5,14 @@ Time is moved on by rewriting the throttle rows (the ``time_passes`` fixture), n
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import auth
 from auth.config import AuthSettings
 from auth.passwords import BCRYPT_COMPUTATIONS
+from devstack.wait import wait_until
 from servicekit import config
 from servicekit.config import ConfigError
 from tests.conftest import service_environ
@@ -171,3 +174,43 @@ def test_failures_are_forgotten_after_a_day_without_attempts(auth_client, regist
 def test_inconsistent_throttle_settings_are_refused_at_start(token_keys, environ, message):
     with pytest.raises(ConfigError, match=message):
         config.load(AuthSettings, service_environ("auth", "postgresql://x", token_keys, **environ))
+
+
+def test_an_attempt_that_waited_for_a_concurrent_one_is_judged_when_it_gets_the_row(
+    auth_client, register_user, postgres
+):
+    """Two logins of one account at once, within the free failures: both get through to bcrypt,
+    even when the one that started first is the one that waits for the other's commit."""
+    register_user()
+    fail(auth_client)
+    concurrent = postgres.connect("auth_db")
+    try:
+        with concurrent.cursor() as cursor:
+            # The concurrent attempt holds the row before ours starts ...
+            cursor.execute("SELECT 1 FROM login_throttles FOR UPDATE")
+            answers = []
+            ours = threading.Thread(target=lambda: answers.append(attempt(auth_client, password=PASSWORD)))
+            ours.start()
+            wait_until(lambda: _waiting_for_a_row_lock(postgres), timeout=10, message="our claim to wait")
+            # ... and is counted (a free failure) after ours started, then commits.
+            cursor.execute(
+                "UPDATE login_throttles SET failures = failures + 1,"
+                " last_attempt_at = statement_timestamp(), next_attempt_at = statement_timestamp()"
+            )
+        concurrent.commit()
+        ours.join(timeout=30)
+    finally:
+        concurrent.close()
+
+    assert [answer.status_code for answer in answers] == [200]
+
+
+def _waiting_for_a_row_lock(postgres) -> bool:
+    with postgres.connect("auth_db") as watcher, watcher.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = 'auth_db' AND wait_event_type = 'Lock' AND query LIKE '%login_throttles%'"
+        )
+        waiting = cursor.fetchone()[0] == 1
+    watcher.close()
+    return waiting
