@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, cast, extract, func
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 db = SQLAlchemy()
@@ -30,41 +30,19 @@ class Post(db.Model):
     )
 
 
-# A post's created_at as the API shows it: UTC, ISO 8601, always six fractional digits.
-CREATED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_CREATED_AT_SQL_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
-
-# A listing's columns. PostgreSQL formats created_at (the same text post_json makes) and gives its
-# position in microseconds since 1970 for the next page's cursor: per row, that was most of the
-# CPU a page cost in Python (parsing timestamps into datetimes, converting, formatting them).
-LISTED_COLUMNS = (
-    Post.id,
-    Post.user_id,
-    Post.username,
-    Post.title,
-    Post.content,
-    func.to_char(func.timezone("UTC", Post.created_at), _CREATED_AT_SQL_FORMAT).label("created_at"),
-    # EXTRACT gives numeric (exact) since PostgreSQL 14; date_part's double would round.
-    cast(extract("epoch", Post.created_at) * 1_000_000, BigInteger).label("position"),
-)
+# What a post's JSON is made of: listings select these columns rather than whole objects.
+POST_COLUMNS = (Post.id, Post.user_id, Post.username, Post.title, Post.content, Post.created_at)
 
 
-def post_json(post: Post) -> dict:
-    """A post as the API shows it."""
-    created_at = post.created_at.astimezone(datetime.UTC).strftime(CREATED_AT_FORMAT)
-    return listed_post_json((post.id, post.user_id, post.username, post.title, post.content, created_at))
-
-
-def listed_post_json(row) -> dict:
-    """A row of LISTED_COLUMNS as the API shows it (the same as post_json)."""
-    post_id, user_id, username, title, content, created_at = row[:6]
+def post_json(post) -> dict:
+    """A post (a Post, or a row of POST_COLUMNS) as the API shows it."""
     return {
-        "id": post_id,
-        "user_id": user_id,
-        "username": username,
-        "title": title,
-        "content": content,
-        "created_at": created_at,
+        "id": post.id,
+        "user_id": post.user_id,
+        "username": post.username,
+        "title": post.title,
+        "content": post.content,
+        "created_at": post.created_at.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
     }
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Integer, bindparam, delete, select, tuple_
 from api import contract
 from api.contract import Body, Model, Operation, operation, parsed_query, query_int
 from api.identity import current_caller, login_required
-from api.models import LISTED_COLUMNS, Post, db, listed_post_json, post_json
+from api.models import POST_COLUMNS, Post, db, post_json
 from servicekit.database import reads_only
 from servicekit.errors import ApiError
 from servicekit.validation import invalid
@@ -89,10 +89,11 @@ def valid_title(value: str) -> str:
     return value
 
 
-def encode_cursor(position: int, post_id: int) -> str:
-    """The position just after a post (its created_at in microseconds since 1970, and its id) in
-    the (created_at, id) newest-first order."""
-    return base64.urlsafe_b64encode(f"{position}.{post_id}".encode()).rstrip(b"=").decode()
+def encode_cursor(post: Post) -> str:
+    """The position just after ``post`` in the (created_at, id) newest-first order."""
+    since_epoch = post.created_at - _EPOCH
+    micros = (since_epoch.days * 86_400 + since_epoch.seconds) * 1_000_000 + since_epoch.microseconds
+    return base64.urlsafe_b64encode(f"{micros}.{post.id}".encode()).rstrip(b"=").decode()
 
 
 def decode_cursor(cursor: str) -> tuple[datetime.datetime, int]:
@@ -218,9 +219,9 @@ def _page_statements(owner_only: bool) -> tuple:
     Keyset paging: every page is the same index range scan of limit + 1 rows, however deep
     (posts_created_at_id_idx for everyone's, posts_user_id_created_at_id_idx for one user's).
     Built once: constructing a statement per request cost more CPU than PostgreSQL's answer.
-    Columns rather than Post objects, for the same reason (see LISTED_COLUMNS).
+    Columns rather than Post objects, for the same reason.
     """
-    first = select(*LISTED_COLUMNS)
+    first = select(*POST_COLUMNS)
     if owner_only:
         first = first.where(Post.user_id == bindparam("user_id"))
     position = tuple_(bindparam("after_at"), bindparam("after_id"))
@@ -247,9 +248,9 @@ def _listing(statements: tuple, **parameters):
     rows = db.session.connection().execute(statement, {"rows": limit + 1, **parameters}).all()
     page = rows[:limit]
     return jsonify(
-        items=[listed_post_json(row) for row in page],
+        items=[post_json(post) for post in page],
         limit=limit,
-        next_cursor=encode_cursor(page[-1].position, page[-1].id) if len(rows) > limit else None,
+        next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None,
     )
 
 
