@@ -546,3 +546,13 @@ def test_a_pooled_connection_the_server_ended_is_replaced_before_a_request_gets_
     pages = [api_client.get("/api/v1/posts") for _ in range(3)]
 
     assert [page.status_code for page in pages] == [200, 200, 200]
+
+
+def test_a_post_reads_the_same_in_every_listing_as_when_it_was_created(api_client, account):
+    _, headers = account("alice")
+    created = [create_post(api_client, headers, content=f"post {number}") for number in range(3)]
+
+    everyone = api_client.get("/api/v1/posts").get_json()["items"]
+    own = api_client.get("/api/v1/posts/my", headers=headers).get_json()["items"]
+
+    assert everyone == own == created[::-1]
