@@ -41,7 +41,7 @@ docs: ## regenerate the chart READMEs' parameter tables from the values.yaml com
 bench: tools ## CPU per request against ceilings of the same run, uploads, memory, backup on a fresh stack (BENCH=name for one)
 	$(PYTHON) -m bench $(BENCH)
 
-bench-compare: ## print two runs' JSON side by side: make bench-compare OLD=a.json NEW=b.json
+bench-compare: ## print the last two runs side by side (or OLD=a.json NEW=b.json)
 	$(PYTHON) -m bench compare $(OLD) $(NEW)
 
 lock: ## rewrite the hashed lock files in requirements/ from setup.cfg (after changing a dependency)

@@ -1,6 +1,7 @@
 """`make bench` runs `python -m bench [NAME ...]`: the benchmarks against a fresh local stack,
 with the ceilings they are compared with measured in the same run, and one JSON document of the
-figures. `python -m bench compare OLD.json NEW.json` prints two such documents side by side.
+figures. `python -m bench compare OLD.json NEW.json` prints two such documents side by side (by
+default the two newest in .run/bench).
 
 Each benchmark module bench/<name>.py of BENCHMARKS defines ``run(bench) -> list[str]``: it
 measures against the running system, records its figures in the JSON document and returns the
@@ -37,8 +38,8 @@ BENCHMARKS = ("api_throughput", "database", "login", "mixed", "uploads", "backup
 BRACKETED_BY_THE_CEILING = ("api_throughput", "database", "login", "mixed")
 # Selecting one of these alone still measures the ceiling: their ratios need it.
 RELATIVE_TO_THE_CEILING = ("api_throughput",)
-USAGE = "usage: python -m bench [NAME ...] | python -m bench compare OLD.json NEW.json\nnames: " + ", ".join(
-    ("ceiling", *BENCHMARKS)
+USAGE = "usage: python -m bench [NAME ...] | python -m bench compare [OLD.json NEW.json]\nnames: " + (
+    ", ".join(("ceiling", *BENCHMARKS))
 )
 
 Step = tuple[str, Callable[[Bench], list[str]]]
@@ -102,6 +103,8 @@ def run(selected: list[str]) -> int:
 
 
 def compare(paths: list[str]) -> int:
+    if not paths:
+        paths = [str(path) for path in report.last_two_runs()]
     if len(paths) != 2:
         print(USAGE, file=sys.stderr)
         return 2

@@ -72,12 +72,20 @@ def _git_commit() -> str | None:
     return answer.stdout.strip() if answer.returncode == 0 else None
 
 
+RUNS_DIR = PROJECT_ROOT / ".run" / "bench"
+
+
 def output_path(document: dict) -> Path:
     """$BENCH_JSON, or .run/bench/<UTC timestamp>.json."""
     if os.environ.get("BENCH_JSON"):
         return Path(os.environ["BENCH_JSON"])
     stamp = document["date"].replace(":", "").replace("+0000", "Z")
-    return PROJECT_ROOT / ".run" / "bench" / f"{stamp}.json"
+    return RUNS_DIR / f"{stamp}.json"
+
+
+def last_two_runs() -> list[Path]:
+    """The two newest documents in .run/bench, older first (their names are UTC timestamps)."""
+    return sorted(RUNS_DIR.glob("*.json"))[-2:]
 
 
 def write(document: dict) -> Path:

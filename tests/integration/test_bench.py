@@ -1,27 +1,28 @@
-"""The benchmarks' entry point run for real against a fresh stack, with 1-second wrk runs and a
-small backup data set: every scenario is in the JSON document with its throughput and its ratios,
-the single-route scenarios without errors, and `compare` of the document with itself shows no
-change. Figures, not timed tests: no goal is asserted here."""
+"""The README's `make bench` and `make bench-compare`, run for real against a fresh stack with
+1-second wrk runs and a small backup data set: every scenario is in the JSON document with its
+throughput and its ratios, the single-route scenarios without errors, and comparing the document
+with itself shows no change. Figures, not timed tests: no goal is asserted here."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.readme import readme_has
 
-# What runs the benchmarks. The README's `make bench` installs every tool first (ci/install.sh)
-# and then runs exactly this; to run the README's command as written, switch to
-#     BENCH_COMMAND = readme_has("make bench").split()    (from tests.readme import readme_has)
-BENCH_COMMAND = [sys.executable, "-m", "bench"]
-COMPARE_COMMAND = [sys.executable, "-m", "bench", "compare"]
+# The README's commands, run as written (`make bench` installs every tool first, then runs
+# `python -m bench`).
+BENCH_COMMAND = readme_has("make bench").split()
+COMPARE_COMMAND = readme_has("make bench-compare").split()
 BENCH_TIMEOUT_SECONDS = 900
 
 # scenario -> where its main figure (its throughput; the backup's duration) is in the document
@@ -61,17 +62,15 @@ def _positive_number(value) -> bool:
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory) -> tuple[Path, str]:
+def bench_run() -> tuple[Path, str]:
     """The JSON document of one whole run, and what the run printed."""
-    path = tmp_path_factory.mktemp("bench") / "run.json"
     environ = {
         **os.environ,
-        "PYTHONPATH": f"{PROJECT_ROOT / 'src'}{os.pathsep}{PROJECT_ROOT}",
         "BENCH_SECONDS": "1",
-        "BENCH_JSON": str(path),
         "BENCH_BACKUP_POSTS": "200",
         "BENCH_BACKUP_IMAGES_MB": "4",
     }
+    environ.pop("BENCH_JSON", None)
     answer = subprocess.run(
         BENCH_COMMAND,
         cwd=PROJECT_ROOT,
@@ -81,12 +80,15 @@ def bench_run(tmp_path_factory) -> tuple[Path, str]:
         timeout=BENCH_TIMEOUT_SECONDS,
     )
     assert answer.returncode == 0, answer.stdout[-5000:] + answer.stderr[-5000:]
-    return path, answer.stdout
+    path = Path(re.search(r"^== JSON: (.+)$", answer.stdout, re.M).group(1))
+    yield path, answer.stdout
+    path.unlink()
 
 
 def test_the_run_prints_where_its_json_went_and_how_it_pinned(bench_run):
     path, output = bench_run
-    assert f"== JSON: {path}" in output
+    assert path.parent == PROJECT_ROOT / ".run" / "bench"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d{6}Z\.json", path.name)
     assert re.search(r"^== pinning: (servers .* on CPU \d+|one CPU: nothing pinned)", output, re.M)
 
 
@@ -123,11 +125,16 @@ def test_the_json_says_where_it_was_measured(bench_run):
     assert document["bench_seconds"] == 1
 
 
-def test_compare_of_a_run_with_itself_shows_no_change(bench_run):
+def test_compare_of_the_last_two_runs_a_run_and_its_copy_shows_no_change(bench_run):
     path = bench_run[0]
-    answer = subprocess.run(
-        [*COMPARE_COMMAND, str(path), str(path)], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-    )
-    rows = answer.stdout.splitlines()[3:]
+    # A copy named a second later: the newest two runs are then the run and itself.
+    stamp = datetime.datetime.strptime(path.stem, "%Y-%m-%dT%H%M%SZ") + datetime.timedelta(seconds=1)
+    copy = path.with_name(f"{stamp:%Y-%m-%dT%H%M%SZ}.json")
+    shutil.copyfile(path, copy)
+    try:
+        answer = subprocess.run(COMPARE_COMMAND, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    finally:
+        copy.unlink()
+    rows = [row for row in answer.stdout.splitlines() if row.endswith(" %")]
     assert len(rows) > 50
     assert all(row.endswith(" +0.0 %") for row in rows), [row for row in rows if not row.endswith("+0.0 %")]
