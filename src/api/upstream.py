@@ -7,11 +7,11 @@ answer the client gets, as problem+json:
 - the service accepts but does not answer within the read timeout: 504 (``timeout``)
 - the service answers something that is not HTTP, or drops the connection: 502 (``bad_response``)
 
-Nothing that may have been applied is retried: a POST that timed out, sending it again could
-register a user or store an image twice. The connection pool absorbs the cost of the calls. The
-one retry is for calls the caller marks idempotent (token checks, GET and HEAD): when a pooled
-connection turns out to have been closed by the service as it was being reused (its keep-alive
-ended just then), the call is sent once more on a new connection instead of failing with 502.
+Nothing that may have been applied is retried: a POST that timed out may have been, and sending
+it again could register a user or store an image twice. The connection pool absorbs the cost of
+the calls. The one retry is for calls the caller marks idempotent (token checks, GET and HEAD):
+when the service resets the connection (typically a pooled one whose keep-alive ended just as it
+was reused), the call is sent once more on a new connection instead of failing with 502.
 """
 
 from __future__ import annotations
