@@ -98,52 +98,15 @@ class UpstreamProcess:
         self._log.close()
 
 
-class GarbageServer:
-    """Accepts connections and answers bytes that are not HTTP: what a broken service sends."""
+class LoopbackServer:
+    """A raw TCP server on a free loopback port; each connection is handed to ``_converse`` in a
+    thread of its own. Subclasses say what it answers."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.sock.accept()
-            except OSError:
-                return
-            with connection:
-                connection.settimeout(2)
-                try:
-                    connection.recv(65536)
-                    connection.sendall(b"SSH-2.0-OpenSSH_9.6 this is not HTTP\r\n\r\n")
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class KeepAliveCutter:
-    """An HTTP service whose keep-alive ends just as a client reuses the connection: it answers
-    the first request on each connection (200, JSON that fits a verify and a list), and resets
-    the connection when a second request arrives on it, without answering."""
-
-    ANSWER = b'{"valid": true, "user_id": 1, "username": "alice", "items": []}'
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.requests: list[str] = []  # "METHOD path" of every request that arrived
         threading.Thread(target=self._serve, daemon=True).start()
 
     @property
@@ -157,6 +120,37 @@ class KeepAliveCutter:
             except OSError:
                 return
             threading.Thread(target=self._converse, args=(connection,), daemon=True).start()
+
+    def _converse(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class GarbageServer(LoopbackServer):
+    """Accepts connections and answers bytes that are not HTTP: what a broken service sends."""
+
+    def _converse(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(2)
+            try:
+                connection.recv(65536)
+                connection.sendall(b"SSH-2.0-OpenSSH_9.6 this is not HTTP\r\n\r\n")
+            except OSError:
+                pass
+
+
+class KeepAliveCutter(LoopbackServer):
+    """An HTTP service whose keep-alive ends just as a client reuses the connection: it answers
+    the first request on each connection (200, JSON that fits a verify and a list), and resets
+    the connection when a second request arrives on it, without answering."""
+
+    ANSWER = b'{"valid": true, "user_id": 1, "username": "alice", "items": []}'
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []  # "METHOD path" of every request that arrived
+        super().__init__()
 
     def _converse(self, connection: socket.socket) -> None:
         connection.settimeout(5)
@@ -187,9 +181,6 @@ class KeepAliveCutter:
         finally:
             reader.close()
             connection.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
