@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries (Kubernetes control plane and node, etcd, CoreDNS, kwok,
-# kube-network-policies) from the Go module proxy into $CLUSTER_BIN, skipping each one whose
+# kube-network-policies, metrics-server) from the Go module proxy into $CLUSTER_BIN, skipping each one whose
 # stamp matches. Cold: about 40 minutes on 2 cores; with Go's build cache warm: a few minutes;
 # with the binaries cached: seconds.
 set -euo pipefail
@@ -54,13 +54,12 @@ build_in_module() { # name, module folder, package
   mark "$1" "$stamp"
 }
 
-build_kwok() {
-  local stamp; stamp=$(stamp_of kwok "$KWOK_VERSION")
-  fresh kwok "$stamp" && return
-  log "go install sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  GOBIN="$CLUSTER_BIN" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
-    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  mark kwok "$stamp"
+go_install() { # name, package, version
+  local stamp; stamp=$(stamp_of "$1" "$3")
+  fresh "$1" "$stamp" && return
+  log "go install $2@$3"
+  GOBIN="$CLUSTER_BIN" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" "$2@$3"
+  mark "$1" "$stamp"
 }
 
 # kube-network-policies, patched (see kube-network-policies.patch for why): built from a copy of
@@ -87,8 +86,11 @@ fetch_crds() {
   gateway=$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
   cert_manager=$(module_dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION")
   mkdir -p "$CLUSTER_CRDS"
-  cp "$gateway"/config/crd/standard/gateway.networking.k8s.io_{gatewayclasses,gateways,httproutes,referencegrants}.yaml \
-    "$cert_manager"/deploy/crds/cert-manager.io_{certificates,clusterissuers,issuers,certificaterequests}.yaml "$CLUSTER_CRDS/"
+  # Every resource of Gateway API's standard channel: a controller watches them all (Traefik
+  # waits for GRPCRoutes and BackendTLSPolicies too). Its ValidatingAdmissionPolicy is left out.
+  find "$gateway/config/crd/standard" -name 'gateway.networking.k8s.io_*.yaml' ! -name '*_vap_*' \
+    -exec cp {} "$CLUSTER_CRDS/" \;
+  cp "$cert_manager"/deploy/crds/cert-manager.io_{certificates,clusterissuers,issuers,certificaterequests}.yaml "$CLUSTER_CRDS/"
   touch "$CLUSTER_CRDS/.complete"
 }
 module_dir() { GOFLAGS=-mod=mod go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
@@ -98,5 +100,7 @@ fetch_crds
 build_in_module etcd etcd go.etcd.io/etcd/server/v3
 build_in_module coredns coredns .
 build_kube_network_policies
-build_kwok
+go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+# The resource metrics API (kubectl top, the HPAs), served through the aggregation layer.
+go_install metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION"
 log "ready in $CLUSTER_BIN: $(ls "$CLUSTER_BIN" | tr '\n' ' ')"

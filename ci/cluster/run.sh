@@ -5,7 +5,8 @@
 #   ci/cluster/run.sh COMMAND [ARGS...]      e.g. ci/cluster/run.sh .venv/bin/pytest tests/e2e
 #
 # One real node: kubelet, containerd (CRI, runc), the CNI bridge, kube-proxy (iptables),
-# CoreDNS and kube-network-policies (NetworkPolicy enforcement), all as host processes in the
+# CoreDNS, kube-network-policies (NetworkPolicy enforcement) and metrics-server (the resource
+# metrics API the HPAs read, through the aggregation layer), all as host processes in the
 # namespace. The namespace holds loopback and the pod bridge and has no route out: nothing the
 # cluster or its pods do can reach past this machine. Image pulls go to a dead loopback proxy;
 # images come from $IMAGES_DIR (ci/images/build.sh) through `ctr import`.
@@ -147,6 +148,17 @@ issue apiserver /CN=kube-apiserver \
   "subjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 issue kubelet "/CN=system:node:$NODE/O=system:nodes" "subjectAltName=IP:$NODE_IP,DNS:$NODE"
 issue apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client/O=system:masters" "extendedKeyUsage=clientAuth"
+issue metrics-server /CN=metrics-server \
+  "subjectAltName=IP:$NODE_IP,DNS:metrics-server.kube-system.svc,DNS:metrics-server.kube-system.svc.cluster.local"
+# The aggregation layer: the API server proxies the metrics API to metrics-server as
+# front-proxy-client, a certificate of a CA of its own that metrics-server trusts only for that.
+openssl_quiet req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=platform-local-front-proxy-ca \
+  -keyout "$pki/front-proxy-ca.key" -out "$pki/front-proxy-ca.crt"
+openssl_quiet req -newkey rsa:2048 -nodes -subj /CN=front-proxy-client \
+  -keyout "$pki/front-proxy-client.key" -out "$pki/front-proxy-client.csr"
+openssl_quiet x509 -req -in "$pki/front-proxy-client.csr" -CA "$pki/front-proxy-ca.crt" \
+  -CAkey "$pki/front-proxy-ca.key" -CAcreateserial -days 2 -out "$pki/front-proxy-client.crt" \
+  -extfile <(echo extendedKeyUsage=clientAuth)
 openssl_quiet genrsa -out "$pki/sa.key" 2048
 openssl_quiet rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 
@@ -190,7 +202,12 @@ start kube-apiserver "$CLUSTER_BIN/kube-apiserver" \
   --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
   --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
   --kubelet-certificate-authority "$pki/ca.crt" \
-  --kubelet-preferred-address-types InternalIP --profiling=false
+  --kubelet-preferred-address-types InternalIP \
+  --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+  --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+  --requestheader-extra-headers-prefix X-Remote-Extra- \
+  --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
+  --enable-aggregator-routing --profiling=false
 export KUBECONFIG="$STATE/admin.kubeconfig"
 kubectl() { in_netns "$CLUSTER_BIN/kubectl" "$@"; }
 wait_for "the API server" 120 kubectl get --raw /readyz
@@ -310,8 +327,47 @@ start kube-network-policies env KUBECONFIG="$STATE/admin.kubeconfig" \
   --netfilter-bug-1766-fix=false --metrics-bind-address 127.0.0.1:9080 --v 2
 
 wait_for "node $NODE to be Ready" 120 kubectl wait --for condition=Ready "node/$NODE" --timeout 5s
+
+# metrics-server on the node's address, behind a Service without selector: the API server
+# refuses loopback endpoints, and routes to the endpoint itself (--enable-aggregator-routing).
+start metrics-server "$CLUSTER_BIN/metrics-server" --kubeconfig "$STATE/admin.kubeconfig" \
+  --authentication-kubeconfig "$STATE/admin.kubeconfig" --authorization-kubeconfig "$STATE/admin.kubeconfig" \
+  --bind-address "$NODE_IP" --secure-port 4443 \
+  --tls-cert-file "$pki/metrics-server.crt" --tls-private-key-file "$pki/metrics-server.key" \
+  --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
+  --metric-resolution 15s --profiling=false
+ca_bundle=$(base64 -w0 "$pki/ca.crt")
+kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system}
+spec:
+  ports: [{name: https, port: 443, targetPort: 4443}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server-node
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: metrics-server}
+addressType: IPv4
+endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}}]
+ports: [{name: https, port: 4443, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  group: metrics.k8s.io
+  version: v1beta1
+  caBundle: $ca_bundle
+  groupPriorityMinimum: 100
+  versionPriority: 100
+EOF
 wait_for "the default ServiceAccount" 60 kubectl get serviceaccount default -n default
 wait_for CoreDNS 30 in_netns curl -fsS http://127.0.0.1:8181/ready
+wait_for "the metrics API" 60 kubectl wait --for condition=Available apiservice/v1beta1.metrics.k8s.io --timeout 5s
 log "ready: node $NODE ($NODE_IP), state in $STATE"
 
 export CLUSTER_NETNS="$NETNS" CLUSTER_STATE="$STATE" CLUSTER_BIN CLUSTER_CRDS CLUSTER_NODE_IP="$NODE_IP"

@@ -9,6 +9,8 @@ ETCD_VERSION=v3.7.3          # ci/cluster/etcd/go.mod
 COREDNS_VERSION=v1.14.7      # ci/cluster/coredns/go.mod
 # renovate: datasource=go depName=sigs.k8s.io/kwok
 KWOK_VERSION=v0.7.0
+# renovate: datasource=go depName=sigs.k8s.io/metrics-server
+METRICS_SERVER_VERSION=v0.9.0
 # renovate: datasource=go depName=sigs.k8s.io/kube-network-policies
 KUBE_NETWORK_POLICIES_VERSION=v0.8.0
 DEBIAN_SUITE=bookworm
@@ -24,4 +26,4 @@ CERT_MANAGER_VERSION=v1.21.2
 # so a change of any of them builds that binary anew.
 CLUSTER_CACHE="${PLATFORM_CACHE_DIR:-/var/cache/platform-ci}"
 CLUSTER_BIN="$CLUSTER_CACHE/bin"
-CLUSTER_CRDS="$CLUSTER_CACHE/crds-gateway-api-$GATEWAY_API_VERSION-cert-manager-$CERT_MANAGER_VERSION"
+CLUSTER_CRDS="$CLUSTER_CACHE/crds-gateway-api-$GATEWAY_API_VERSION-standard-cert-manager-$CERT_MANAGER_VERSION"

@@ -143,6 +143,22 @@ def test_each_service_has_an_hpa_on_cpu_and_memory_and_a_pdb_keeping_one_pod(ren
         assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
 
 
+def test_each_hpa_scales_in_one_pod_a_minute_after_the_configured_window(template):
+    result = template("--set", "api.autoscaling.scaleDownStabilizationSeconds=45")
+    assert result.returncode == 0, result.stderr
+    documents = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    hpas = {
+        doc["metadata"]["name"]: doc["spec"]["behavior"]["scaleDown"]
+        for doc in documents
+        if doc["kind"] == "HorizontalPodAutoscaler"
+    }
+    assert hpas["platform-api"]["stabilizationWindowSeconds"] == 45
+    assert hpas["platform-auth"]["stabilizationWindowSeconds"] == 300
+    assert hpas["platform-images"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
+    refused = template("--set", "images.autoscaling.scaleDownStabilizationSeconds=7200")
+    assert refused.returncode != 0 and "scaleDownStabilizationSeconds" in refused.stderr, refused.stderr
+
+
 def test_probes_resources_shutdown_and_spreading_follow_the_design(render):
     for service, port in SERVICES.items():
         deployment, spec, container = deployment_container(render, service)

@@ -29,6 +29,7 @@ CHART = PROJECT_ROOT / "charts" / "platform"
 TOOLS_BIN = PROJECT_ROOT / ".tools" / "bin"
 DEV_NAMESPACE = "platform-dev"
 DEV_EXTERNAL_VALUES = Path(__file__).with_name("dev-external.yaml")
+DEV_INGRESS_VALUES = Path(__file__).with_name("dev-ingress.yaml")
 
 
 def pytest_collection_modifyitems(items):
@@ -77,6 +78,20 @@ class Cluster:
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
             "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
         })  # fmt: skip
+
+
+def pods_of(cluster: Cluster, namespace: str, service: str) -> list[dict]:
+    return cluster.objects("pods", namespace, "-l", f"app.kubernetes.io/name={service}")
+
+
+def ready_pods(cluster: Cluster, namespace: str, service: str) -> list[str]:
+    """The service's pods that are ready and not on their way out."""
+    return [
+        pod["metadata"]["name"]
+        for pod in pods_of(cluster, namespace, service)
+        if pod["metadata"].get("deletionTimestamp") is None
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +185,13 @@ def external_values(cluster: Cluster) -> list[str]:
     ]  # fmt: skip
 
 
+def apply_gateway_api_crds(cluster: Cluster) -> None:
+    """The CRDs production runs beside the chart (Gateway API, cert-manager), as their owners publish them."""
+    crds = Path(cluster.env["CLUSTER_CRDS"])
+    cluster.kubectl("apply", "--server-side", *[f"-f={crd}" for crd in sorted(crds.glob("*.yaml"))])
+    cluster.kubectl("wait", "--for", "condition=Established", "crd", "--all", "--timeout", "60s")
+
+
 @pytest.fixture(scope="session")
 def dev_release(cluster, external_services) -> str:
     """values/dev.yaml installed with the external services, its pods running our images."""
@@ -184,8 +206,12 @@ def dev_release(cluster, external_services) -> str:
     cluster.secret(DEV_NAMESPACE, "platform-database-ca", {"ca.crt": services.database_ca.read_text()})
     s3_keys = {"access-key-id": services.s3_access_key, "secret-access-key": services.s3_secret_key}
     cluster.secret(DEV_NAMESPACE, "platform-images-s3", s3_keys)
+    apply_gateway_api_crds(cluster)  # the HTTPRoute's
     cluster.helm(
         "upgrade", "--install", "platform", str(CHART), "-n", DEV_NAMESPACE, "-f", "values/dev.yaml",
-        *external_values(cluster), "--wait", "--timeout", "5m", timeout=400,
+        *external_values(cluster), "-f", str(DEV_INGRESS_VALUES),
+        # The ingress controller runs on the node (test_ingress.py): its traffic comes from there.
+        "--set", f"networkPolicy.ingressController.extraPeers[0].ipBlock.cidr={cluster.node_ip}/32",
+        "--wait", "--timeout", "5m", timeout=400,
     )  # fmt: skip
     return DEV_NAMESPACE

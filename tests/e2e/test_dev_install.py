@@ -9,16 +9,13 @@ import json
 import pytest
 
 from devstack.wait import wait_until
+from tests.e2e.conftest import pods_of, ready_pods
 from tests.readme import readme_has
 
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
 # /metrics is served by the gunicorn master on a port of its own (METRICS_PORT), for Prometheus only.
 METRICS_PORTS = {"auth": 9101, "api": 9102, "images": 9103}
 CONTAINER_UID = 10001
-
-
-def pods_of(cluster, namespace: str, service: str) -> list[dict]:
-    return cluster.objects("pods", namespace, "-l", f"app.kubernetes.io/name={service}")
 
 
 def running_pod(cluster, namespace: str, service: str) -> str:
@@ -253,16 +250,6 @@ call("DELETE", "/images/" + name, headers={{"authorization": "Bearer " + token}}
     assert status == "201"
     assert int(size) > 1024 * 1024
     assert identical == "True"
-
-
-def ready_pods(cluster, namespace: str, service: str) -> list[str]:
-    """The service's pods that are ready and not on their way out."""
-    return [
-        pod["metadata"]["name"]
-        for pod in pods_of(cluster, namespace, service)
-        if pod["metadata"].get("deletionTimestamp") is None
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-    ]
 
 
 def evict(cluster, namespace: str, pod: str):

@@ -23,6 +23,7 @@ import yaml
 from devstack.wait import wait_until
 from servicekit.tokens import generate_private_key_pem
 from tests.conftest import PROJECT_ROOT
+from tests.e2e.conftest import apply_gateway_api_crds
 from tests.readme import readme_block, readme_command, readme_has
 
 MULTI_NAMESPACES = ["platform", "auth", "api", "image-storage", "infrastructure", "monitoring"]
@@ -188,8 +189,7 @@ def all_pods_ready(cluster, namespaces) -> bool:
 
 def production_prerequisites(cluster, tmp_path) -> None:
     """What production runs beside the chart, then the README's block of namespaces and Secrets."""
-    crds = sorted(os.listdir(cluster.env["CLUSTER_CRDS"]))
-    cluster.kubectl("apply", "--server-side", *[f"-f={cluster.env['CLUSTER_CRDS']}/{crd}" for crd in crds])
+    apply_gateway_api_crds(cluster)
     # The Gateway's namespace belongs to the Gateway API implementation, not to the chart.
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gateway-system"}})
     ca_file = tmp_path / "database-ca.crt"

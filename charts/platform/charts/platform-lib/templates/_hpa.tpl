@@ -31,8 +31,7 @@ spec:
           averageUtilization: {{ $autoscaling.targetMemoryUtilizationPercentage }}
   behavior:
     scaleDown:
-      # Scale in slowly: a short lull should not undo what the last burst needed.
-      stabilizationWindowSeconds: 300
+      stabilizationWindowSeconds: {{ $autoscaling.scaleDownStabilizationSeconds }}
       policies:
         - type: Pods
           value: 1
