@@ -236,6 +236,17 @@ def test_critical_alerts_page_slack_and_email_while_warnings_go_to_another_slack
     assert "emailConfigs" not in warning
 
 
+def test_the_wait_between_messages_about_one_alert_group_is_a_value(multi, chart):
+    (default,) = of_kind(multi, "AlertmanagerConfig")
+    assert default["spec"]["route"]["groupInterval"] == "5m"
+    shortened = render(chart, *MONITORING_ON, "--set", "monitoring.alertmanager.groupInterval=30s")
+    (config,) = of_kind(shortened, "AlertmanagerConfig")
+    assert config["spec"]["route"]["groupInterval"] == "30s"
+    refused = helm("template", "platform", str(chart), *AS_IF_INSTALLED, *MONITORING_ON,
+                   "--set", "monitoring.alertmanager.groupInterval=soon", check=False)  # fmt: skip
+    assert refused.returncode != 0 and "groupInterval" in refused.stderr, refused.stderr
+
+
 def test_slack_messages_keep_one_line_per_part_of_each_alert(multi):
     (config,) = of_kind(multi, "AlertmanagerConfig")
     texts = {slack["text"] for receiver in config["spec"]["receivers"] for slack in receiver["slackConfigs"]}
