@@ -1,0 +1,162 @@
+"""Alerts that fire in the cluster: kube-prometheus-stack's Prometheus Operator, Prometheus and
+Alertmanager as real pods (images built by ci/images/build.sh), with the chart's ServiceMonitors,
+PrometheusRules and AlertmanagerConfig (tests/e2e/dev-monitoring.yaml). A service scaled to zero
+fires ServiceDown, which reaches a webhook receiver through the chart's routing (its Slack
+receiver, the webhook URL pointing at the test); scaling it back resolves it. Admission webhooks
+stay off (the chart's default).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from devstack.wait import wait_until
+from tests.e2e.conftest import CHART, Cluster, ready_pods
+
+DEV_MONITORING_VALUES = Path(__file__).with_name("dev-monitoring.yaml")
+OPERATOR_CRDS = CHART / "charts" / "kube-prometheus-stack" / "charts" / "crds" / "crds"
+MONITORING_NAMESPACE = "monitoring"  # global.namespaces.monitoring, in both modes
+SERVICES = ("auth", "api", "images")
+
+
+class AlertReceiver:
+    """An incoming webhook on the node: every message Alertmanager posts, as the JSON it sent."""
+
+    def __init__(self, host: str):
+        messages = self.messages = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                messages.append({"path": self.path, "body": json.loads(body), "at": time.monotonic()})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_port}/slack"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def titled(self, title: str) -> list[dict]:
+        return [
+            message
+            for message in self.messages
+            if any(attachment.get("title") == title for attachment in message["body"].get("attachments", []))
+        ]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def monitoring_values(cluster: Cluster, namespace: str, *args: str):
+    return cluster.helm(
+        "upgrade", "platform", str(CHART), "-n", namespace, "--reuse-values", *args,
+        "--wait", "--timeout", "5m", timeout=400,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def receiver(cluster: Cluster, dev_release):
+    receiver = AlertReceiver(cluster.node_ip)
+    cluster.kubectl("apply", "--server-side", *[f"-f={crd}" for crd in sorted(OPERATOR_CRDS.glob("*.yaml"))])
+    cluster.kubectl("wait", "--for", "condition=Established", "crd", "--all", "--timeout", "60s")
+    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": MONITORING_NAMESPACE, "labels": restricted}})  # fmt: skip
+    # Keys as the chart reads them (monitoring.alertmanager.*Key); email is off, its password unused.
+    cluster.secret(
+        dev_release, "platform-alerting", {"slack-webhook-url": receiver.url, "smtp-password": "-"}
+    )
+    started = time.monotonic()
+    monitoring_values(cluster, dev_release, "-f", str(DEV_MONITORING_VALUES))
+    print(f"monitoring stack ready in {time.monotonic() - started:.0f} s")
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+        monitoring_values(cluster, dev_release, "--set", "kube-prometheus-stack.enabled=false",
+                          "--set", "monitoring.enabled=false")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster: Cluster, receiver) -> str:
+    (service,) = cluster.objects(
+        "service", MONITORING_NAMESPACE, "-l", "app=kube-prometheus-stack-prometheus"
+    )
+    return f"http://{service['spec']['clusterIP']}:9090"
+
+
+def query(prometheus: str, expression: str) -> list[dict]:
+    response = requests.get(f"{prometheus}/api/v1/query", params={"query": expression}, timeout=10)
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def test_the_monitoring_stack_runs_as_real_pods(cluster, receiver):
+    pods = cluster.objects("pods", MONITORING_NAMESPACE)
+    names = {pod["metadata"]["labels"].get("app.kubernetes.io/name") for pod in pods}
+    assert {"prometheus", "alertmanager"} <= names, names
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == "node-1"
+        assert all(status["ready"] for status in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
+
+
+def test_every_service_target_is_up_with_the_labels_the_rules_use(prometheus, dev_release):
+    def every_target_up():
+        series = query(prometheus, 'up{job=~"auth|api|images"} == 1')
+        return series if len(series) == 2 * len(SERVICES) else None
+
+    series = wait_until(every_target_up, timeout=180, interval=5, message="two targets up for every service")
+    for metric in (s["metric"] for s in series):
+        assert metric["namespace"] == dev_release, metric
+        assert metric["pod"].startswith(f"platform-{metric['job']}-"), metric
+        assert metric["endpoint"] == "metrics", metric
+    # The recording rules see the services' own request metrics under the same labels.
+    requests_of_api = f'flask_http_request_duration_seconds_count{{namespace="{dev_release}",job="api"}}'
+    assert query(prometheus, requests_of_api)
+
+
+def test_the_platform_rules_are_loaded_and_healthy(prometheus):
+    response = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()
+    rules = {rule["name"]: rule for group in response["data"]["groups"] for rule in group["rules"]}
+    assert "ServiceDown" in rules and "job:http_requests:rate5m" in rules
+    unhealthy = [rule for rule in rules.values() if rule["health"] != "ok"]
+    assert not unhealthy, unhealthy
+    assert rules["ServiceDown"]["state"] == "inactive"
+
+
+def test_a_service_scaled_to_zero_pages_through_the_chart_routing_and_resolves_when_back(
+    cluster, receiver, prometheus, dev_release
+):
+    firing, resolved = "[FIRING] ServiceDown images", "[RESOLVED] ServiceDown images"
+    assert not receiver.titled(firing)
+    scaled_down = time.monotonic()
+    cluster.kubectl("scale", "deployment/platform-images", "-n", dev_release, "--replicas", "0")
+    try:
+        page = wait_until(lambda: receiver.titled(firing), timeout=300, interval=2,
+                          message="ServiceDown for images to reach the receiver")[0]  # fmt: skip
+        print(f"ServiceDown delivered {page['at'] - scaled_down:.0f} s after images was scaled to zero")
+        assert page["body"]["channel"] == "#platform-alerts"  # critical: the on-call channel
+        (attachment,) = page["body"]["attachments"]
+        assert "The images service is down" in attachment["text"]
+        assert "docs/runbooks/ServiceDown.md" in attachment["text"]
+    finally:
+        cluster.kubectl("scale", "deployment/platform-images", "-n", dev_release, "--replicas", "2")
+    scaled_up = time.monotonic()
+    wait_until(lambda: len(ready_pods(cluster, dev_release, "images")) == 2, timeout=180, interval=2,
+               message="images to have two ready pods again")  # fmt: skip
+    message = wait_until(lambda: receiver.titled(resolved), timeout=300, interval=2,
+                         message="ServiceDown for images to be resolved")[0]  # fmt: skip
+    print(f"resolved message {message['at'] - scaled_up:.0f} s after images was scaled back")
+    assert message["body"]["channel"] == "#platform-alerts"
