@@ -124,6 +124,17 @@ def test_the_third_party_pods_also_pass_the_restricted_profile(render):
         assert context["runAsNonRoot"] and context["seccompProfile"]["type"] == "RuntimeDefault"
 
 
+def test_the_prometheus_operator_mounts_no_secret_that_only_the_disabled_webhooks_would_create(get_render):
+    for render_id in ("staging-multi", "prod-multi"):
+        (operator,) = [d for d in get_render(render_id).of_kind("Deployment")
+                       if d["metadata"]["name"].endswith("-operator")]  # fmt: skip
+        volumes = operator["spec"]["template"]["spec"].get("volumes") or []
+        mounted = [volume["secret"]["secretName"] for volume in volumes if "secret" in volume]
+        assert mounted == [], f"{render_id}: {mounted}"
+        (container,) = operator["spec"]["template"]["spec"]["containers"]
+        assert not any(arg.startswith("--web.cert-file") for arg in container["args"])
+
+
 def test_each_service_has_an_hpa_on_cpu_and_memory_and_a_pdb_keeping_one_pod(render):
     hpas = service_objects(render, "HorizontalPodAutoscaler")
     pdbs = service_objects(render, "PodDisruptionBudget")

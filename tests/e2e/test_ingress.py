@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -50,6 +52,8 @@ def traefik_rbac() -> list[dict]:
                      "referencegrants", "backendtlspolicies"]  # fmt: skip
     rules = [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+        # The Ingress provider watches nodes for NodePort load balancing, IngressClasses or not.
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["services", "secrets", "configmaps"], "verbs": read},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": read},
@@ -99,6 +103,8 @@ class Entrypoint:
 
     def session(self, host: str) -> requests.Session:
         session = requests.Session()
+        # Not REQUESTS_CA_BUNDLE and the like from the environment: they would win over `verify`.
+        session.trust_env = False
         session.mount(f"https://{host}", _PinnedAddress(self.address))
         session.verify = str(self.ca)
         return session
@@ -144,7 +150,10 @@ def traefik(cluster: Cluster, dev_release, tmp_path_factory) -> Entrypoint:
     cluster.apply(*gateway())
 
     token = cluster.kubectl("create", "token", "traefik", "-n", "ingress", "--duration", "2h").stdout.strip()
-    cluster_ca = os.path.join(cluster.env["CLUSTER_STATE"], "pki", "ca.crt")
+    # Traefik runs as nobody, who may not read the checkout's folders (a clone under /root).
+    readable = Path(tempfile.mkdtemp(prefix="traefik-"))
+    readable.chmod(0o755)
+    cluster_ca = shutil.copy(Path(cluster.env["CLUSTER_STATE"], "pki", "ca.crt"), readable / "cluster-ca.crt")
     api_server = {
         "endpoint": f"https://{cluster.node_ip}:6443",
         "token": token,
@@ -158,8 +167,15 @@ def traefik(cluster: Cluster, dev_release, tmp_path_factory) -> Entrypoint:
         ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups",
          os.path.join(cluster.env["CLUSTER_BIN"], "traefik"),
          f"--entryPoints.websecure.address={cluster.node_ip}:{HTTPS_PORT}",
+         # TLS on every router of the entrypoint, as k3s configures its websecure: a plain Ingress
+         # router of Traefik's does not terminate TLS without it (or its router.tls annotation).
+         "--entryPoints.websecure.http.tls=true",
          "--providers.kubernetesingress=true", "--providers.kubernetesgateway=true", *provider_flags,
-         "--log.level=INFO", "--accesslog=true"],
+         "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+         "--log.level=INFO", "--log.format=json", "--accesslog=true"],
+        # nobody's own home, which does not exist: Traefik looks for a configuration file there.
+        # Without KUBECONFIG it uses the endpoint and token above, not the admin's kubeconfig.
+        env={"PATH": cluster.env["PATH"], "HOME": "/nonexistent"}, cwd="/",
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     entrypoint = Entrypoint(cluster.node_ip, certificates.ca)
@@ -176,6 +192,7 @@ def traefik(cluster: Cluster, dev_release, tmp_path_factory) -> Entrypoint:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+        shutil.rmtree(readable)
 
 
 def journey(session: requests.Session, base: str) -> None:
