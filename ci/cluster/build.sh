@@ -78,6 +78,25 @@ build_kube_network_policies() {
   mark kube-network-policies "$stamp"
 }
 
+# Traefik, the ingress controller the end-to-end tests run beside the cluster, patched (each patch
+# in traefik/ says why): built from a copy of its module source with the patches applied. With its
+# version stamped it checks for updates by default: run it with --global.checkNewVersion=false.
+build_traefik() {
+  local stamp src work patch
+  stamp=$(stamp_of traefik "$TRAEFIK_VERSION" "$HERE"/traefik/*.patch)
+  fresh traefik "$stamp" && return
+  log "go build github.com/traefik/traefik/v3@$TRAEFIK_VERSION (patched)"
+  src=$(module_dir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")
+  work=$(mktemp -d)
+  cp -r "$src/." "$work" && chmod -R u+w "$work"
+  for patch in "$HERE"/traefik/*.patch; do patch -d "$work" -p1 --quiet < "$patch"; done
+  (cd "$work" && go build -trimpath \
+    -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
+    -o "$CLUSTER_BIN/traefik" ./cmd/traefik)
+  rm -rf "$work"
+  mark traefik "$stamp"
+}
+
 # The published CRDs, read from the modules' source (plain YAML there).
 fetch_crds() {
   [ -f "$CLUSTER_CRDS/.complete" ] && return
@@ -100,6 +119,7 @@ fetch_crds
 build_in_module etcd etcd go.etcd.io/etcd/server/v3
 build_in_module coredns coredns .
 build_kube_network_policies
+build_traefik
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 # The resource metrics API (kubectl top, the HPAs), served through the aggregation layer.
 go_install metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION"

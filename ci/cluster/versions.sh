@@ -13,6 +13,8 @@ KWOK_VERSION=v0.7.0
 METRICS_SERVER_VERSION=v0.9.0
 # renovate: datasource=go depName=sigs.k8s.io/kube-network-policies
 KUBE_NETWORK_POLICIES_VERSION=v0.8.0
+# renovate: datasource=go depName=github.com/traefik/traefik/v3
+TRAEFIK_VERSION=v3.7.13       # ci/cluster/traefik/*.patch are made against it
 DEBIAN_SUITE=bookworm
 PAUSE_VERSION=3.10         # the sandbox image containerd runs, built from pause.c
 # CRDs of what production runs beside the chart (its HTTPRoute and cert-manager Certificate).
