@@ -23,7 +23,7 @@ ruff check .
 echo "== ruff format --check"
 ruff format --check .
 echo "== hadolint"
-hadolint --config ci/hadolint.yaml src/*/Dockerfile
+hadolint --config ci/hadolint.yaml src/*/Dockerfile ci/images/*.Dockerfile
 echo "== pytest"
 pytest "$@"   # all but tests/e2e (tests/conftest.py leaves it to the cluster below)
 echo "== images (ci/images/build.sh)"

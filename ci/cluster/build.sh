@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries (Kubernetes control plane and node, etcd, CoreDNS, kwok,
-# kube-network-policies, metrics-server) from the Go module proxy into $CLUSTER_BIN, skipping each one whose
-# stamp matches. Cold: about 40 minutes on 2 cores; with Go's build cache warm: a few minutes;
-# with the binaries cached: seconds.
+# kube-network-policies, Traefik, metrics-server), or those of the monitoring stack's images
+# (Prometheus Operator, its config reloader, Prometheus, Alertmanager), from the Go module proxy
+# into $CLUSTER_BIN, skipping each one whose stamp matches. Cold: about 50 minutes on 2 cores for
+# the cluster (Traefik 8 of them), 23 for the monitoring stack (Prometheus 14 of them); with Go's
+# build cache warm: a few minutes; with the binaries cached: seconds.
+#
+#   ci/cluster/build.sh              the cluster (ci/cluster/run.sh)
+#   ci/cluster/build.sh monitoring   the monitoring stack (ci/images/build.sh packs it as images)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.sh
@@ -114,13 +119,75 @@ fetch_crds() {
 }
 module_dir() { GOFLAGS=-mod=mod go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
 
-build_kubernetes
-fetch_crds
-build_in_module etcd etcd go.etcd.io/etcd/server/v3
-build_in_module coredns coredns .
-build_kube_network_policies
-build_traefik
-go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
-# The resource metrics API (kubectl top, the HPAs), served through the aggregation layer.
-go_install metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION"
+# The version the Prometheus projects report (`--version`, build info metrics), set as their
+# release builds set it (.promu.yml, the operator's Makefile); the revision is left for
+# prometheus/common to fill in ("unknown": the module proxy serves no git checkout).
+prometheus_ldflags() { # release version without the v
+  local pkg=github.com/prometheus/common/version
+  echo "-s -w -X $pkg.Version=$1 -X $pkg.Branch=HEAD -X $pkg.BuildUser=platform-ci -X $pkg.BuildDate=19700101-00:00:00"
+}
+
+# The operator and its config reloader (the sidecar it adds to the Prometheus and Alertmanager
+# pods), through the wrapper module in prometheus-operator/: upstream's go.mod replaces its API
+# modules with local paths, which `go install` refuses.
+build_prometheus_operator() {
+  local flags cmd stamp
+  flags=$(prometheus_ldflags "${PROMETHEUS_OPERATOR_VERSION#v}")
+  for cmd in prometheus-operator prometheus-config-reloader; do
+    stamp=$(stamp_of "$cmd" "$PROMETHEUS_OPERATOR_VERSION" "$flags" \
+      "$HERE/prometheus-operator/go.mod" "$HERE/prometheus-operator/go.sum")
+    fresh "$cmd" "$stamp" && continue
+    log "go build $cmd $PROMETHEUS_OPERATOR_VERSION"
+    # Upstream's cmd/ folder names the operator just "operator".
+    (cd "$HERE/prometheus-operator" && go build -trimpath -ldflags "$flags" -o "$CLUSTER_BIN/$cmd" \
+      "github.com/prometheus-operator/prometheus-operator/cmd/${cmd/#prometheus-operator/operator}")
+    mark "$cmd" "$stamp"
+  done
+}
+
+# A Prometheus project's server built from a copy of its module source, with its own go.mod and
+# go.sum (Prometheus's go.mod has a replace directive, which `go install` refuses) and, where
+# given, a patch. Tag netgo as upstream's; not builtinassets: the web UI is built with npm and is
+# not in the module (its pages answer 500, "Error opening React index.html"; the API is complete).
+build_prometheus_project() { # name, module@version, release version, patch file or ""
+  local name="$1" module="$2" release="$3" patch="$4" flags stamp src work
+  flags=$(prometheus_ldflags "$release")
+  stamp=$(stamp_of "$name" "$module" "$flags" ${patch:+"$patch"})
+  fresh "$name" "$stamp" && return
+  log "go build $name $release ($module${patch:+, patched})"
+  src=$(module_dir "$module")
+  work=$(mktemp -d)
+  cp -r "$src/." "$work" && chmod -R u+w "$work"
+  [ -z "$patch" ] || patch -d "$work" -p1 --quiet < "$patch"
+  # GOWORK=off: Prometheus's go.work names nested modules that its module zip leaves out.
+  (cd "$work" && GOWORK=off go build -trimpath -tags netgo -ldflags "$flags" -o "$CLUSTER_BIN/$name" "./cmd/$name")
+  rm -rf "$work"
+  mark "$name" "$stamp"
+}
+
+build_monitoring() {
+  build_prometheus_operator
+  build_prometheus_project prometheus "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" \
+    "${PROMETHEUS_RELEASE#v}" ""
+  build_prometheus_project alertmanager "github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION" \
+    "${ALERTMANAGER_VERSION#v}" "$HERE/alertmanager.patch"
+}
+
+# Two separate sets: ci/check.sh builds the cluster in the background while ci/images/build.sh
+# builds the monitoring stack, and neither may write a binary the other is writing.
+case "${1:-cluster}" in
+  cluster)
+    build_kubernetes
+    fetch_crds
+    build_in_module etcd etcd go.etcd.io/etcd/server/v3
+    build_in_module coredns coredns .
+    build_kube_network_policies
+    build_traefik
+    go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+    # The resource metrics API (kubectl top, the HPAs), served through the aggregation layer.
+    go_install metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION"
+    ;;
+  monitoring) build_monitoring ;;
+  *) echo "usage: $0 [cluster|monitoring]" >&2; exit 2 ;;
+esac
 log "ready in $CLUSTER_BIN: $(ls "$CLUSTER_BIN" | tr '\n' ' ')"

@@ -15,6 +15,25 @@ METRICS_SERVER_VERSION=v0.9.0
 KUBE_NETWORK_POLICIES_VERSION=v0.8.0
 # renovate: datasource=go depName=github.com/traefik/traefik/v3
 TRAEFIK_VERSION=v3.7.13       # ci/cluster/traefik/*.patch are made against it
+# The monitoring stack that kube-prometheus-stack (charts/platform, 88.5.3) runs, built as the
+# images it renders (ci/images/build.sh): the operator at the chart's appVersion, Prometheus and
+# Alertmanager at the tags of its values.yaml. Change them with the chart.
+# renovate: datasource=go depName=github.com/prometheus-operator/prometheus-operator
+PROMETHEUS_OPERATOR_VERSION=v0.93.1  # ci/cluster/prometheus-operator/go.mod requires the same
+# renovate: datasource=go depName=github.com/prometheus/prometheus
+PROMETHEUS_VERSION=v0.314.0          # the Go module's v0.3XY.Z is Prometheus 3.XY.Z
+prometheus_minor="${PROMETHEUS_VERSION#v0.}"; prometheus_minor="${prometheus_minor%%.*}"
+PROMETHEUS_RELEASE="v${prometheus_minor:0:1}.$((10#${prometheus_minor:1})).${PROMETHEUS_VERSION##*.}"
+# renovate: datasource=go depName=github.com/prometheus/alertmanager
+ALERTMANAGER_VERSION=v0.34.0
+# binary=image: the image ci/images/build.sh makes of each binary, named as the chart renders it
+# with its defaults (tests/charts/test_workloads.py checks that they agree).
+MONITORING_IMAGES=(
+  "prometheus-operator=quay.io/prometheus-operator/prometheus-operator:$PROMETHEUS_OPERATOR_VERSION"
+  "prometheus-config-reloader=quay.io/prometheus-operator/prometheus-config-reloader:$PROMETHEUS_OPERATOR_VERSION"
+  "prometheus=quay.io/prometheus/prometheus:$PROMETHEUS_RELEASE-distroless"
+  "alertmanager=quay.io/prometheus/alertmanager:$ALERTMANAGER_VERSION"
+)
 DEBIAN_SUITE=bookworm
 PAUSE_VERSION=3.10         # the sandbox image containerd runs, built from pause.c
 # CRDs of what production runs beside the chart (its HTTPRoute and cert-manager Certificate).

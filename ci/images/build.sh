@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the three service images with Docker from src/<service>/Dockerfile, named exactly as
 # the chart renders them (ghcr.io/platform-sre/<service>:<appVersion>), prints their sizes and
-# saves each as a tar in $IMAGES_DIR for the local cluster to import.
+# saves each as a tar in $IMAGES_DIR for the local cluster to import; likewise the pod sandbox
+# image and the monitoring stack's four images (Prometheus Operator, config reloader, Prometheus,
+# Alertmanager), each its binary from ci/cluster/build.sh FROM scratch.
 #
 # Where no registry is reachable (these machines), the Dockerfiles get two build arguments and
 # nothing else changes: BASE_IMAGE, a Debian 12 base made by debootstrap from Debian's packages
@@ -141,4 +143,29 @@ if [ "$(cat "$IMAGES_DIR/.pause.stamp" 2>/dev/null)" != "$pause_name" ] || [ ! -
   echo "$pause_name" > "$IMAGES_DIR/.pause.stamp"
   rm -rf "$dir"
 fi
+
+# The monitoring stack kube-prometheus-stack runs (the Prometheus Operator, the config reloader it
+# adds beside Prometheus and Alertmanager, and those two), since quay.io cannot be reached: each
+# is one binary of ci/cluster/build.sh FROM scratch (ci/images/<binary>.Dockerfile), named as
+# the chart renders it (MONITORING_IMAGES in ci/cluster/versions.sh). An image is built again
+# only when its binary's stamp, its Dockerfile or its name changed.
+bash "$ROOT/ci/cluster/build.sh" monitoring
+for entry in "${MONITORING_IMAGES[@]}"; do
+  binary="${entry%%=*}" name="${entry#*=}"
+  dockerfile="$ROOT/ci/images/$binary.Dockerfile"
+  stamp=$({ echo "$name"; cat "$CLUSTER_BIN/.$binary.stamp" "$dockerfile"; } | sha256sum | cut -c1-16)
+  if [ "$(cat "$IMAGES_DIR/.$binary.stamp" 2>/dev/null)" = "$stamp" ] && [ -f "$IMAGES_DIR/$binary.tar" ]; then
+    continue
+  fi
+  log "docker build $name"
+  dir=$(mktemp -d)
+  cp "$CLUSTER_BIN/$binary" "$dir/"
+  docker build -f "$dockerfile" -t "$name" "$dir" >"$IMAGES_DIR/$binary.build.log" 2>&1 ||
+    { tail -20 "$IMAGES_DIR/$binary.build.log"; exit 1; }
+  rm -rf "$dir"
+  docker save "$name" -o "$IMAGES_DIR/$binary.tar.part" && mv "$IMAGES_DIR/$binary.tar.part" "$IMAGES_DIR/$binary.tar"
+  echo "$stamp" > "$IMAGES_DIR/.$binary.stamp"
+  size=$(docker image inspect "$name" --format '{{.Size}}')
+  log "$name: $((size / 1024 / 1024)) MiB"
+done
 echo "$IMAGES_DIR"

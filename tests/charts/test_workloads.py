@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 
 import pytest
 import yaml
 
-from tests.charts.conftest import CHART, VALUES_DIR
+from tests.charts.conftest import CHART, ROOT, VALUES_DIR
 
 SERVICES = {"auth": 3001, "api": 3002, "images": 3003}
 # The design's replica ranges; dev may lower the maximum only.
@@ -588,6 +589,41 @@ def test_every_object_of_the_monitoring_stack_lands_in_the_monitoring_namespace(
         and not (obj["kind"] == "Service" and obj["metadata"]["namespace"] == "kube-system")
     ]
     assert not elsewhere, "\n".join(elsewhere)
+
+
+def local_monitoring_images() -> dict[str, str]:
+    """binary -> image: what ci/images/build.sh builds for the local cluster (ci/cluster/versions.sh)."""
+    listing = subprocess.run(
+        ["bash", "-c", 'source ci/cluster/versions.sh && printf "%s\\n" "${MONITORING_IMAGES[@]}"'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in listing.splitlines())
+
+
+@pytest.mark.parametrize("render_id", ["staging-multi", "prod-multi"])
+def test_the_local_cluster_builds_the_monitoring_images_the_chart_renders(get_render, render_id):
+    """The local cluster cannot pull: its images must carry exactly the names the chart asks for."""
+    render = get_render(render_id)
+    (operator,) = [
+        container
+        for deployment in render.of_kind("Deployment")
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+        if "/prometheus-operator:" in container["image"]
+    ]
+    (reloader,) = [
+        arg.split("=", 1)[1] for arg in operator["args"] if arg.startswith("--prometheus-config-reloader=")
+    ]
+    (prometheus,) = render.of_kind("Prometheus")
+    (alertmanager,) = render.of_kind("Alertmanager")
+    assert local_monitoring_images() == {
+        "prometheus-operator": operator["image"],
+        "prometheus-config-reloader": reloader,
+        "prometheus": prometheus["spec"]["image"],
+        "alertmanager": alertmanager["spec"]["image"],
+    }
 
 
 def test_multi_mode_refuses_monitoring_subcharts_outside_the_monitoring_namespace(template):
