@@ -215,3 +215,12 @@ def dev_release(cluster, external_services) -> str:
         "--wait", "--timeout", "5m", timeout=400,
     )  # fmt: skip
     return DEV_NAMESPACE
+
+
+@pytest.fixture(scope="session")
+def traefik(cluster, dev_release, tmp_path_factory):
+    """Traefik serving the dev install's Ingress and HTTPRoute (tests/e2e/traefik.py)."""
+    from tests.e2e.traefik import running_traefik
+
+    with running_traefik(cluster, dev_release, tmp_path_factory.mktemp("traefik")) as entrypoint:
+        yield entrypoint

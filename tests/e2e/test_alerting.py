@@ -1,9 +1,10 @@
 """Alerts that fire in the cluster: kube-prometheus-stack's Prometheus Operator, Prometheus and
-Alertmanager as real pods (images built by ci/images/build.sh), with the chart's ServiceMonitors,
-PrometheusRules and AlertmanagerConfig (tests/e2e/dev-monitoring.yaml). A service scaled to zero
-fires ServiceDown, which reaches a webhook receiver through the chart's routing (its Slack
-receiver, the webhook URL pointing at the test); scaling it back resolves it. Admission webhooks
-stay off (the chart's default).
+Alertmanager as real pods (images built by ci/images/build.sh), installed on their own in the
+monitoring namespace as single namespace mode wants it (tests/e2e/monitoring-stack.yaml), and
+the dev install's ServiceMonitors, PrometheusRules and AlertmanagerConfig
+(tests/e2e/dev-monitoring.yaml). A service scaled to zero fires ServiceDown, which reaches a
+webhook receiver through the chart's routing (its Slack receiver, the webhook URL pointing at the
+test); scaling it back resolves it. Admission webhooks stay off (the chart's default).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from devstack.wait import wait_until
 from tests.e2e.conftest import CHART, Cluster, ready_pods
 
 DEV_MONITORING_VALUES = Path(__file__).with_name("dev-monitoring.yaml")
-OPERATOR_CRDS = CHART / "charts" / "kube-prometheus-stack" / "charts" / "crds" / "crds"
+MONITORING_STACK_VALUES = Path(__file__).with_name("monitoring-stack.yaml")
+KUBE_PROMETHEUS_STACK = CHART / "charts" / "kube-prometheus-stack"
 MONITORING_NAMESPACE = "monitoring"  # global.namespaces.monitoring, in both modes
 SERVICES = ("auth", "api", "images")
 
@@ -59,34 +62,48 @@ class AlertReceiver:
         self.server.server_close()
 
 
-def monitoring_values(cluster: Cluster, namespace: str, *args: str):
-    return cluster.helm(
+def upgrade_dev_release(cluster: Cluster, namespace: str, *args: str):
+    cluster.helm(
         "upgrade", "platform", str(CHART), "-n", namespace, "--reuse-values", *args,
         "--wait", "--timeout", "5m", timeout=400,
     )  # fmt: skip
 
 
+def platform_stack_values(directory: Path) -> Path:
+    """The platform chart's own values for its kube-prometheus-stack dependency, as a values file
+    of the stack installed on its own (without the umbrella's switches)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["kube-prometheus-stack"]
+    for umbrella_only in ("enabled", "namespaceOverride"):
+        values.pop(umbrella_only)
+    path = directory / "platform-stack-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
 @pytest.fixture(scope="module")
-def receiver(cluster: Cluster, dev_release):
+def receiver(cluster: Cluster, dev_release, tmp_path_factory):
     receiver = AlertReceiver(cluster.node_ip)
-    cluster.kubectl("apply", "--server-side", *[f"-f={crd}" for crd in sorted(OPERATOR_CRDS.glob("*.yaml"))])
-    cluster.kubectl("wait", "--for", "condition=Established", "crd", "--all", "--timeout", "60s")
     restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
     cluster.apply({"apiVersion": "v1", "kind": "Namespace",
                    "metadata": {"name": MONITORING_NAMESPACE, "labels": restricted}})  # fmt: skip
-    # Keys as the chart reads them (monitoring.alertmanager.*Key); email is off, its password unused.
-    cluster.secret(
-        dev_release, "platform-alerting", {"slack-webhook-url": receiver.url, "smtp-password": "-"}
-    )
     started = time.monotonic()
-    monitoring_values(cluster, dev_release, "-f", str(DEV_MONITORING_VALUES))
+    stack_values = platform_stack_values(tmp_path_factory.mktemp("monitoring"))
+    cluster.helm(
+        "upgrade", "--install", "monitoring", str(KUBE_PROMETHEUS_STACK), "-n", MONITORING_NAMESPACE,
+        "-f", str(stack_values), "-f", str(MONITORING_STACK_VALUES),
+        "--wait", "--timeout", "5m", timeout=400,
+    )  # fmt: skip
     print(f"monitoring stack ready in {time.monotonic() - started:.0f} s")
+    # Keys as the chart reads them (monitoring.alertmanager.*Key); email is off, its password unused.
+    alerting = {"slack-webhook-url": receiver.url, "smtp-password": "-"}
+    cluster.secret(dev_release, "platform-alerting", alerting)
+    upgrade_dev_release(cluster, dev_release, "-f", str(DEV_MONITORING_VALUES))
     try:
         yield receiver
     finally:
         receiver.stop()
-        monitoring_values(cluster, dev_release, "--set", "kube-prometheus-stack.enabled=false",
-                          "--set", "monitoring.enabled=false")  # fmt: skip
+        upgrade_dev_release(cluster, dev_release, "--set", "monitoring.enabled=false")
+        cluster.helm("uninstall", "monitoring", "-n", MONITORING_NAMESPACE, "--wait", timeout=300)
 
 
 @pytest.fixture(scope="module")
