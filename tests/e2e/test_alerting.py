@@ -80,6 +80,15 @@ def platform_stack_values(directory: Path) -> Path:
     return path
 
 
+def ready_apps(cluster: Cluster) -> set[str]:
+    """app.kubernetes.io/name of the monitoring namespace's pods whose containers are all ready."""
+    return {
+        pod["metadata"]["labels"].get("app.kubernetes.io/name")
+        for pod in cluster.objects("pods", MONITORING_NAMESPACE)
+        if all(status["ready"] for status in pod["status"].get("containerStatuses") or [{"ready": False}])
+    }
+
+
 @pytest.fixture(scope="module")
 def receiver(cluster: Cluster, dev_release, tmp_path_factory):
     receiver = AlertReceiver(cluster.node_ip)
@@ -93,6 +102,9 @@ def receiver(cluster: Cluster, dev_release, tmp_path_factory):
         "-f", str(stack_values), "-f", str(MONITORING_STACK_VALUES),
         "--wait", "--timeout", "5m", timeout=400,
     )  # fmt: skip
+    # helm waits for the operator; Prometheus and Alertmanager are the pods it then creates.
+    wait_until(lambda: {"prometheus", "alertmanager"} <= ready_apps(cluster), timeout=240, interval=2,
+               message="Prometheus and Alertmanager to be ready")  # fmt: skip
     print(f"monitoring stack ready in {time.monotonic() - started:.0f} s")
     # Keys as the chart reads them (monitoring.alertmanager.*Key); email is off, its password unused.
     alerting = {"slack-webhook-url": receiver.url, "smtp-password": "-"}
@@ -104,6 +116,10 @@ def receiver(cluster: Cluster, dev_release, tmp_path_factory):
         receiver.stop()
         upgrade_dev_release(cluster, dev_release, "--set", "monitoring.enabled=false")
         cluster.helm("uninstall", "monitoring", "-n", MONITORING_NAMESPACE, "--wait", timeout=300)
+        # The install flows' staging and prod create a namespace of that name as theirs.
+        cluster.kubectl(
+            "delete", "namespace", MONITORING_NAMESPACE, "--wait", "--timeout", "180s", timeout=200
+        )
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +137,10 @@ def query(prometheus: str, expression: str) -> list[dict]:
 
 
 def test_the_monitoring_stack_runs_as_real_pods(cluster, receiver):
-    pods = cluster.objects("pods", MONITORING_NAMESPACE)
-    names = {pod["metadata"]["labels"].get("app.kubernetes.io/name") for pod in pods}
-    assert {"prometheus", "alertmanager"} <= names, names
-    for pod in pods:
+    assert {"prometheus", "alertmanager", "kube-prometheus-stack-prometheus-operator"} <= ready_apps(cluster)
+    for pod in cluster.objects("pods", MONITORING_NAMESPACE):
         assert pod["spec"]["nodeName"] == "node-1"
-        assert all(status["ready"] for status in pod["status"]["containerStatuses"]), pod["metadata"]["name"]
+        assert pod["spec"]["securityContext"]["runAsNonRoot"], pod["metadata"]["name"]
 
 
 def test_every_service_target_is_up_with_the_labels_the_rules_use(prometheus, dev_release):
