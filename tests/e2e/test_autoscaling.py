@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from devstack.wait import wait_until
-from tests.e2e.conftest import ready_pods
+from tests.e2e.conftest import pods_of, ready_pods
 from tests.e2e.traefik import HTTPS_PORT, INGRESS_HOST
 
 # The dev install's HPA: minReplicas 2, maxReplicas 3 (values/dev.yaml), the scale-in window
@@ -95,8 +95,8 @@ def test_the_api_scales_out_under_load_and_back_in_after_the_window(cluster, dev
         timeout=window + 180, interval=5, message="the api HPA to scale back in",
     )  # fmt: skip
     wait_until(
-        lambda: len(ready_pods(cluster, dev_release, "api")) == API_MIN_REPLICAS,
-        timeout=120, interval=2, message="the extra api pod to go",
+        lambda: len(pods_of(cluster, dev_release, "api")) == API_MIN_REPLICAS,
+        timeout=120, interval=2, message="the extra api pod to be gone",
     )  # fmt: skip
     scaled_in = time.monotonic() - load_ended
     print(f"api scaled back in {scaled_in:.0f} s after the load ended (window {window} s)")
