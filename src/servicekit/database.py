@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg2
 import psycopg2.extensions
-from flask import Flask, current_app
+from flask import Flask, g, has_request_context
 from flask_sqlalchemy import SQLAlchemy
 from prometheus_client import Gauge
 from sqlalchemy import event, exc, text
@@ -139,18 +139,25 @@ def reads_only(view: Callable) -> Callable:
     psycopg2 sends BEGIN before the first statement of a transaction and the pool sends ROLLBACK
     when the connection goes back: two round trips that a single SELECT does not need. Each
     statement still reads one consistent snapshot of its own. Put it above decorators that read
-    too (auth's token user lookup), so that their statements are covered.
+    too (auth's token user lookup), so that their statements are covered. The connection is
+    switched when the session first takes one (_autocommit_for_reads), not before the view runs:
+    a request its token check refuses never takes a connection from the pool.
     """
 
     @functools.wraps(view)
     def reading(*args, **kwargs):
-        session = current_app.extensions["sqlalchemy"].session
-        # psycopg2's own switch: SQLAlchemy's isolation_level option would cost a round trip to
-        # set the level back when the connection returns (_end_autocommit does it for free).
-        session.connection().connection.dbapi_connection.autocommit = True
+        g.platform_reads_only = True
         return view(*args, **kwargs)
 
     return reading
+
+
+def _autocommit_for_reads(_session, _transaction, connection) -> None:
+    """Session after_begin, before its first statement: a reads_only view's connection runs in
+    autocommit. psycopg2's own switch: SQLAlchemy's isolation_level option would cost a round trip
+    to set the level back when the connection returns (_end_autocommit does it for free)."""
+    if has_request_context() and g.get("platform_reads_only"):
+        connection.connection.dbapi_connection.autocommit = True
 
 
 # Readiness must answer within the probe's timeout even when the database does not: a dead
@@ -194,6 +201,9 @@ def init_database(app: Flask, db: SQLAlchemy, settings: ServiceSettings) -> None
         _instrument_pool(db.engine, settings)
         event.listen(db.engine, "checkout", _discard_connections_the_server_closed)
         event.listen(db.engine, "checkin", _end_autocommit)
+    # The extension's one session factory serves every app made in this process: listen once.
+    if not event.contains(db.session.session_factory, "after_begin", _autocommit_for_reads):
+        event.listen(db.session.session_factory, "after_begin", _autocommit_for_reads)
 
     def database_check() -> None:
         with database_deadline(READINESS_DEADLINE_SECONDS), db.engine.connect() as connection:

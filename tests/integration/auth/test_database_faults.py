@@ -96,3 +96,19 @@ def test_a_database_that_never_completes_the_connect_gives_503_within_the_connec
 
     assert login.get_json()["type"].endswith("/dependency-unavailable")
     assert ready.get_json()["checks"]["database"]["status"] == "unavailable"
+
+
+def test_a_verify_without_a_valid_token_is_refused_before_any_database_connection(
+    unanswering_database_url, token_keys
+):
+    environ = service_environ(
+        "auth", unanswering_database_url, token_keys, DB_CONNECT_TIMEOUT_SECONDS=str(CONNECT_TIMEOUT_SECONDS)
+    )
+    client = auth.create_app(config.load(AuthSettings, environ)).test_client()
+    started = time.monotonic()
+
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        response = client.post("/verify", headers=headers)
+        assert response.status_code == 401, (headers, response.get_json())
+
+    assert time.monotonic() - started < CONNECT_TIMEOUT_SECONDS

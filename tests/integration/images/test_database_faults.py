@@ -8,6 +8,7 @@ import datetime
 import os
 import signal
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -130,3 +131,24 @@ def test_a_database_that_never_completes_the_connect_gives_503_within_the_connec
     assert listing.get_json()["type"].endswith("/dependency-unavailable")
     assert ready.get_json()["checks"]["database"]["status"] == "unavailable"
     assert ready.get_json()["checks"]["object_store"]["status"] == "ok"
+
+
+def test_a_read_without_a_valid_token_is_refused_before_any_database_connection(
+    unanswering_database_url, images_environ
+):
+    """A request the token check refuses never takes a pooled connection: a flood of them cannot
+    hold the pool, and an outage does not turn their 401 into a 503."""
+    environ = {
+        **images_environ,
+        "DATABASE_URL": unanswering_database_url,
+        "DB_CONNECT_TIMEOUT_SECONDS": str(CONNECT_TIMEOUT_SECONDS),
+    }
+    client = images.create_app(config.load(ImagesSettings, environ)).test_client()
+    started = time.monotonic()
+
+    for path in ("/images", "/images/stats", "/images/a.png"):
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+            response = client.get(path, headers=headers)
+            assert response.status_code == 401, (path, headers, response.get_json())
+
+    assert time.monotonic() - started < CONNECT_TIMEOUT_SECONDS
