@@ -73,6 +73,11 @@ class Cluster:
     def apply(self, *manifests: dict) -> None:
         self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(m) for m in manifests))
 
+    def restricted_namespace(self, name: str) -> None:
+        """A namespace its owner labelled for Pod Security 'restricted' (chart README)."""
+        labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+        self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+
     def secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
         self.apply({
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
@@ -196,10 +201,7 @@ def apply_gateway_api_crds(cluster: Cluster) -> None:
 def dev_release(cluster, external_services) -> str:
     """values/dev.yaml installed with the external services, its pods running our images."""
     # Single namespace mode: the namespace is labelled for Pod Security by its owner (chart README).
-    cluster.apply({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": DEV_NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
-    })  # fmt: skip
+    cluster.restricted_namespace(DEV_NAMESPACE)
     services = external_services
     for service, password in services.database_passwords.items():
         cluster.secret(DEV_NAMESPACE, f"platform-{service}-database", {"password": password})

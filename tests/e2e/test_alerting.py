@@ -92,9 +92,7 @@ def ready_apps(cluster: Cluster) -> set[str]:
 @pytest.fixture(scope="module")
 def receiver(cluster: Cluster, dev_release, tmp_path_factory):
     receiver = AlertReceiver(cluster.node_ip)
-    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
-    cluster.apply({"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": MONITORING_NAMESPACE, "labels": restricted}})  # fmt: skip
+    cluster.restricted_namespace(MONITORING_NAMESPACE)
     started = time.monotonic()
     stack_values = platform_stack_values(tmp_path_factory.mktemp("monitoring"))
     cluster.helm(

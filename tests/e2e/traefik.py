@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from devstack.wait import wait_until
+from devstack.wait import WaitAborted, wait_until
 from tests.certificates import issue_test_certificates
 from tests.e2e.conftest import Cluster
 
@@ -145,46 +145,47 @@ def running_traefik(cluster: Cluster, release_namespace: str, workdir: Path) -> 
     cluster.apply(*gateway())
 
     token = cluster.kubectl("create", "token", "traefik", "-n", "ingress", "--duration", "2h").stdout.strip()
+    log_path = workdir / "traefik.log"
     # Traefik runs as nobody, who may not read the checkout's folders (a clone under /root).
-    readable = Path(tempfile.mkdtemp(prefix="traefik-"))
-    readable.chmod(0o755)
-    cluster_ca = shutil.copy(Path(cluster.env["CLUSTER_STATE"], "pki", "ca.crt"), readable / "cluster-ca.crt")
-    api_server = {
-        "endpoint": f"https://{cluster.node_ip}:6443",
-        "token": token,
-        "certAuthFilePath": cluster_ca,
-    }
-    provider_flags = [f"--providers.{provider}.{name}={value}"
-                      for provider in ("kubernetesingress", "kubernetesgateway")
-                      for name, value in api_server.items()]  # fmt: skip
-    log = open(workdir / "traefik.log", "wb")  # noqa: SIM115 (closed when Traefik stops)
-    process = subprocess.Popen(
-        ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups",
-         os.path.join(cluster.env["CLUSTER_BIN"], "traefik"),
-         f"--entryPoints.websecure.address={cluster.node_ip}:{HTTPS_PORT}",
-         # TLS on every router of the entrypoint, as k3s configures its websecure: a plain Ingress
-         # router of Traefik's does not terminate TLS without it (or its router.tls annotation).
-         "--entryPoints.websecure.http.tls=true",
-         "--providers.kubernetesingress=true", "--providers.kubernetesgateway=true", *provider_flags,
-         "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
-         "--log.level=INFO", "--log.format=json", "--accesslog=true"],
-        # nobody's own home, which does not exist: Traefik looks for a configuration file there.
-        # Without KUBECONFIG it uses the endpoint and token above, not the admin's kubeconfig.
-        env={"PATH": cluster.env["PATH"], "HOME": "/nonexistent"}, cwd="/",
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    entrypoint = Entrypoint(cluster.node_ip, certificates.ca)
-    try:
-        for host in (INGRESS_HOST, GATEWAY_HOST):
+    with tempfile.TemporaryDirectory(prefix="traefik-") as readable, open(log_path, "wb") as log:
+        Path(readable).chmod(0o755)
+        cluster_ca = shutil.copy(Path(cluster.env["CLUSTER_STATE"], "pki", "ca.crt"), readable)
+        api_server = {
+            "endpoint": f"https://{cluster.node_ip}:6443",
+            "token": token,
+            "certAuthFilePath": cluster_ca,
+        }
+        provider_flags = [f"--providers.{provider}.{name}={value}"
+                          for provider in ("kubernetesingress", "kubernetesgateway")
+                          for name, value in api_server.items()]  # fmt: skip
+        process = subprocess.Popen(
+            ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups",
+             os.path.join(cluster.env["CLUSTER_BIN"], "traefik"),
+             f"--entryPoints.websecure.address={cluster.node_ip}:{HTTPS_PORT}",
+             # TLS on every router of the entrypoint, as k3s configures its websecure: a plain Ingress
+             # router of Traefik's does not terminate TLS without it (or its router.tls annotation).
+             "--entryPoints.websecure.http.tls=true",
+             "--providers.kubernetesingress=true", "--providers.kubernetesgateway=true", *provider_flags,
+             "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+             "--log.level=INFO", "--log.format=json", "--accesslog=true"],
+            # nobody's own home, which does not exist: Traefik looks for a configuration file there.
+            # Without KUBECONFIG it uses the endpoint and token above, not the admin's kubeconfig.
+            env={"PATH": cluster.env["PATH"], "HOME": "/nonexistent"}, cwd="/",
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        entrypoint = Entrypoint(cluster.node_ip, certificates.ca)
+
+        def routes(host: str) -> bool:
+            if process.poll() is not None:
+                raise WaitAborted(f"Traefik exited with {process.returncode} (log: {log_path})")
             session = entrypoint.session(host)
-            wait_until(
-                lambda session=session, host=host: process.poll() is None
-                and session.get(entrypoint.url(host, "/api/v1/posts"), timeout=5).status_code == 200,
-                timeout=90, interval=1, message=f"Traefik to route {host} (log: {workdir / 'traefik.log'})",
-            )  # fmt: skip
-        yield entrypoint
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
-        shutil.rmtree(readable)
+            return session.get(entrypoint.url(host, "/api/v1/posts"), timeout=5).status_code == 200
+
+        try:
+            for host in (INGRESS_HOST, GATEWAY_HOST):
+                wait_until(lambda host=host: routes(host), timeout=90, interval=1,
+                           message=f"Traefik to route {host} (log: {log_path})")  # fmt: skip
+            yield entrypoint
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
