@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from flask import Flask
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import bindparam, select
 
 from auth import passwords, routes
 from auth.config import AuthSettings
-from auth.models import User, db, jwt
+from auth.models import TokenUser, User, db, jwt
 from servicekit import config
 from servicekit.app import create_service_app
 from servicekit.config import ConfigError
-from servicekit.database import init_database
+from servicekit.database import fetch_all, init_database, sql_of
 from servicekit.tokens import SigningKeys, init_jwt
 
 
@@ -46,13 +46,14 @@ def signing_keys(settings: AuthSettings) -> SigningKeys:
 
 
 # The id and name only: a token check has no use for the password hash, nor for a User object.
-_TOKEN_USER = select(User.id, User.username).where(User.id == bindparam("user_id"))
+_TOKEN_USER = sql_of(select(User.id, User.username).where(User.id == bindparam("user_id")))
 
 
 @jwt.user_lookup_loader
-def _load_token_user(_header: dict, payload: dict) -> Row | None:
+def _load_token_user(_header: dict, payload: dict) -> TokenUser | None:
     # A token outlives nothing: the user it names must still exist.
     subject = payload.get("sub")
     if not isinstance(subject, str) or not subject.isdigit():
         return None
-    return db.session.connection().execute(_TOKEN_USER, {"user_id": int(subject)}).first()
+    rows = fetch_all(db.engine, _TOKEN_USER, {"user_id": int(subject)})
+    return TokenUser(*rows[0]) if rows else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import NamedTuple
 
 from flask_jwt_extended import JWTManager
 from flask_sqlalchemy import SQLAlchemy
@@ -26,6 +27,13 @@ class User(db.Model):
 
     def __repr__(self) -> str:  # never the hash
         return f"<User {self.id} {self.username!r}>"
+
+
+class TokenUser(NamedTuple):
+    """The user a valid token names, as a token check needs it (flask_jwt_extended's current_user)."""
+
+    id: int
+    username: str
 
 
 class LoginThrottle(db.Model):

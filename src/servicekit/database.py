@@ -12,14 +12,16 @@ import contextvars
 import functools
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import psycopg2
 import psycopg2.extensions
 from flask import Flask, g, has_request_context
 from flask_sqlalchemy import SQLAlchemy
 from prometheus_client import Gauge
-from sqlalchemy import event, exc, text
+from sqlalchemy import Engine, event, exc, text
+from sqlalchemy.dialects.postgresql import psycopg2 as psycopg2_dialect
+from sqlalchemy.sql import Executable
 
 from servicekit.config import ServiceSettings
 from servicekit.errors import problem_response
@@ -158,6 +160,51 @@ def _autocommit_for_reads(_session, _transaction, connection) -> None:
     to set the level back when the connection returns (_end_autocommit does it for free)."""
     if has_request_context() and g.get("platform_reads_only"):
         connection.connection.dbapi_connection.autocommit = True
+
+
+def sql_of(statement: Executable) -> str:
+    """A statement built with SQLAlchemy once, as the SQL text psycopg2 takes (see fetch_all)."""
+    return str(statement.compile(dialect=psycopg2_dialect.dialect()))
+
+
+def fetch_all(engine: Engine, sql: str, parameters: Mapping[str, object]) -> list[tuple]:
+    """The rows of one SELECT, read on a pooled connection outside a transaction.
+
+    For the hottest reads (the post lists, auth's token user): one round trip, and none of the
+    session's and the Core connection's bookkeeping, which cost more CPU than PostgreSQL's
+    answer. The pool's checkout listener still runs (_discard_connections_the_server_closed), the
+    connection goes back with transactions on, and the wait callback still bounds the wait. A driver error is
+    raised as SQLAlchemy raises it (OperationalError and the rest, parameters hidden), so the
+    same handlers answer it, and a connection the error shows to be dead is dropped from the pool.
+    """
+    connection = None
+    try:
+        connection = engine.raw_connection()
+        dbapi_connection = connection.dbapi_connection
+        dbapi_connection.autocommit = True
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()
+    except psycopg2.Error as error:
+        # A connect that failed has no connection; one the error shows to be dead leaves the pool.
+        dead = connection is None or engine.dialect.is_disconnect(error, connection.dbapi_connection, None)
+        if dead and connection is not None:
+            connection.invalidate(error)
+        raise exc.DBAPIError.instance(
+            sql,
+            parameters,
+            error,
+            psycopg2.Error,
+            hide_parameters=True,
+            connection_invalidated=dead,
+            dialect=engine.dialect,
+        ) from error
+    finally:
+        if connection is not None:
+            if connection.is_valid:
+                _end_autocommit(connection.dbapi_connection, None)
+            # Back to the pool; its reset (a ROLLBACK) costs nothing outside a transaction.
+            connection.close()
 
 
 # Readiness must answer within the probe's timeout even when the database does not: a dead

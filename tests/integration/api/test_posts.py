@@ -7,10 +7,11 @@ import datetime
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, text
 
-from api.models import db
+from api import posts
 from devstack.wait import wait_until
+from servicekit.database import fetch_all
 from servicekit.metrics import exposition
 
 
@@ -446,19 +447,17 @@ def test_posts_metrics_count_creations_and_deletions(api_client, account):
 
 
 @pytest.fixture
-def listing_statements(api_app):
+def listing_statements(monkeypatch):
     """The SQL (and parameters) of every posts listing the app runs while the test does."""
     captured: list[tuple[str, dict]] = []
-    with api_app.app_context():
-        engine = db.engine
 
-    def record(_connection, _cursor, statement, parameters, _context, _executemany):
-        if "FROM posts" in statement and "ORDER BY" in statement:
-            captured.append((statement, parameters))
+    def recording(engine, statement, parameters):
+        captured.append((statement, dict(parameters)))
+        return fetch_all(engine, statement, parameters)
 
-    event.listen(engine, "before_cursor_execute", record)
-    yield captured
-    event.remove(engine, "before_cursor_execute", record)
+    # The listings read past SQLAlchemy's execution events (servicekit.database.fetch_all).
+    monkeypatch.setattr(posts, "fetch_all", recording)
+    return captured
 
 
 def query_plan(database_url: str, statement: str, parameters: dict) -> str:
