@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -28,17 +27,13 @@ from api.contract import Verification
 from api.upstream import Upstream
 from servicekit.context import outbound_headers
 from servicekit.errors import ApiError
-from servicekit.tokens import unauthorized_response
+from servicekit.tokens import BEARER, MAX_TOKEN_CHARACTERS, unauthorized_response
 
 TOKEN_CACHE = Counter(
     "api_token_cache_total", "Token verifications answered from the cache or not.", ["result"]
 )
 for _result in ("hit", "miss"):
     TOKEN_CACHE.labels(_result)
-
-# A JWT is three base64url parts; anything else is refused without asking the auth service.
-_BEARER = re.compile(r"^Bearer ([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)$", re.IGNORECASE)
-_MAX_TOKEN_CHARACTERS = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +149,8 @@ class Verifier:
 
 def bearer_token() -> str:
     header = request.headers.get("Authorization", "")
-    match = _BEARER.match(header) if len(header) <= _MAX_TOKEN_CHARACTERS else None
+    # Anything but a bearer JWS is refused without asking the auth service.
+    match = BEARER.fullmatch(header) if len(header) <= MAX_TOKEN_CHARACTERS else None
     if match is None:
         refuse_token()
     return match.group(1)

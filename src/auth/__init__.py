@@ -7,12 +7,12 @@ from sqlalchemy import bindparam, select
 
 from auth import passwords, routes
 from auth.config import AuthSettings
-from auth.models import TokenUser, User, db, jwt
+from auth.models import TokenUser, User, db
 from servicekit import config
 from servicekit.app import create_service_app
 from servicekit.config import ConfigError
 from servicekit.database import fetch_all, init_database, sql_of
-from servicekit.tokens import SigningKeys, init_jwt
+from servicekit.tokens import SigningKeys, init_tokens
 
 
 def create_app(settings: AuthSettings | None = None) -> Flask:
@@ -21,12 +21,12 @@ def create_app(settings: AuthSettings | None = None) -> Flask:
     init_database(app, db, settings)
     keys = signing_keys(settings)
     app.extensions["auth.keys"] = keys
-    init_jwt(
-        jwt,
+    init_tokens(
         app,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         lookup_key=keys.lookup,
+        load_user=_load_token_user,
         signing=keys,
         access_token_lifetime=settings.token_lifetime,
     )
@@ -49,10 +49,9 @@ def signing_keys(settings: AuthSettings) -> SigningKeys:
 _TOKEN_USER = sql_of(select(User.id, User.username).where(User.id == bindparam("user_id")))
 
 
-@jwt.user_lookup_loader
-def _load_token_user(_header: dict, payload: dict) -> TokenUser | None:
+def _load_token_user(claims: dict) -> TokenUser | None:
     # A token outlives nothing: the user it names must still exist.
-    subject = payload.get("sub")
+    subject = claims.get("sub")
     if not isinstance(subject, str) or not subject.isdigit():
         return None
     rows = fetch_all(db.engine, _TOKEN_USER, {"user_id": int(subject)})

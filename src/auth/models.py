@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime
 from typing import NamedTuple
 
-from flask_jwt_extended import JWTManager
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 db = SQLAlchemy()
-jwt = JWTManager()
 
 
 class User(db.Model):
@@ -30,7 +28,7 @@ class User(db.Model):
 
 
 class TokenUser(NamedTuple):
-    """The user a valid token names, as a token check needs it (flask_jwt_extended's current_user)."""
+    """The user a valid token names, as a token check needs it (servicekit.tokens.current_user)."""
 
     id: int
     username: str

@@ -6,7 +6,6 @@ import logging
 import re
 
 from flask import Blueprint, current_app, jsonify
-from flask_jwt_extended import create_access_token, current_user, jwt_required
 from prometheus_client import Counter
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +14,7 @@ from auth import passwords, throttle
 from auth.models import User, db
 from servicekit.app import settings_of
 from servicekit.errors import ApiError
+from servicekit.tokens import create_access_token, current_user, token_required
 from servicekit.validation import invalid, json_object
 
 bp = Blueprint("auth", __name__)
@@ -84,13 +84,13 @@ def login():
         raise ApiError(401, "Unknown username or wrong password.", type_="invalid-credentials")
     throttle.reset(body["username"])
     LOGINS.labels("success").inc()
-    token = create_access_token(identity=str(user.id), additional_claims={"username": user.username})
-    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    token = create_access_token(str(user.id), user.username)
+    lifetime = settings_of(current_app).token_lifetime
     return jsonify(access_token=token, token_type="Bearer", expires_in=int(lifetime.total_seconds()))
 
 
 @bp.post("/verify")
-@jwt_required()
+@token_required
 def verify():
     return jsonify(valid=True, user_id=current_user.id, username=current_user.username)
 

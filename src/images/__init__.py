@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from images import memory, routes
 from images.budget import DecodeBudget
 from images.config import ImagesSettings
-from images.models import Owner, db, jwt
+from images.models import Owner, db
 from images.storage import ObjectStore, ObjectStoreUnavailable
 from images.uploads import MAX_UPLOAD_CONFIG, UploadRequest, request_body_limit
 from servicekit import config
@@ -20,7 +20,7 @@ from servicekit.database import init_database
 from servicekit.errors import problem_response
 from servicekit.health import add_check
 from servicekit.jwks import JwksClient
-from servicekit.tokens import init_jwt
+from servicekit.tokens import init_tokens
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,13 @@ def create_app(settings: ImagesSettings | None = None) -> Flask:
         ttl=settings.jwks_cache_seconds,
         min_refresh_interval=settings.jwks_min_refresh_seconds,
     )
-    init_jwt(jwt, app, issuer=settings.jwt_issuer, audience=settings.jwt_audience, lookup_key=jwks.lookup)
+    init_tokens(
+        app,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        lookup_key=jwks.lookup,
+        load_user=_owner_of_token,
+    )
 
     store = ObjectStore(settings)
     app.extensions["images.store"] = store
@@ -68,10 +74,9 @@ def create_app(settings: ImagesSettings | None = None) -> Flask:
     return app
 
 
-@jwt.user_lookup_loader
-def _owner_of_token(_header: dict, payload: dict) -> Owner | None:
+def _owner_of_token(claims: dict) -> Owner | None:
     # The signature proves the auth service issued the token; its claims must still make sense.
-    subject, username = payload.get("sub"), payload.get("username")
+    subject, username = claims.get("sub"), claims.get("username")
     if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
         return None
     if not isinstance(username, str) or not 0 < len(username) <= MAX_USERNAME_CHARACTERS:

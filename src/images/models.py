@@ -10,13 +10,11 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from flask_jwt_extended import JWTManager
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 db = SQLAlchemy()
-jwt = JWTManager()
 
 PENDING = "pending"
 COMMITTED = "committed"

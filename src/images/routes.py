@@ -26,7 +26,6 @@ import re
 import uuid
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from flask_jwt_extended import current_user, jwt_required
 from prometheus_client import Counter
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +40,7 @@ from images.storage import ObjectMissing, ObjectStore, ObjectStoreUnavailable
 from servicekit.app import settings_of
 from servicekit.database import reads_only
 from servicekit.errors import ApiError, problem_response
+from servicekit.tokens import current_user, token_required
 from servicekit.validation import invalid, query_int
 
 bp = Blueprint("images", __name__)
@@ -75,7 +75,7 @@ def object_key(user_id: int, filename: str) -> str:
 
 
 @bp.post("/upload")
-@jwt_required()
+@token_required
 def upload():
     owner: Owner = current_user
     settings = _settings()
@@ -142,7 +142,7 @@ def upload():
 
 @bp.get("/images")
 @reads_only
-@jwt_required()
+@token_required
 def list_images():
     """A page of the owner's images, newest first, in the shape of the api's post lists."""
     _only_query_parameters("limit", "offset")
@@ -170,7 +170,7 @@ def list_images():
 
 @bp.get("/images/<filename>")
 @reads_only
-@jwt_required()
+@token_required
 def download(filename: str):
     image = _own_image(filename)
     if request.if_none_match.contains_weak(image.sha256):
@@ -192,7 +192,7 @@ def download(filename: str):
 
 
 @bp.delete("/images/<filename>")
-@jwt_required()
+@token_required
 def delete_image(filename: str):
     if not FILENAME.fullmatch(filename):
         raise _not_found()
@@ -217,7 +217,7 @@ def delete_image(filename: str):
 
 @bp.get("/stats")
 @reads_only
-@jwt_required()
+@token_required
 def stats():
     rows = db.session.execute(
         select(Image.content_type, func.count(), func.coalesce(func.sum(Image.size), 0))

@@ -16,6 +16,7 @@ from devstack.services import ServiceProcess
 from devstack.wait import free_port, wait_until
 from images.config import ImagesSettings
 from servicekit import config
+from servicekit.tokens import create_access_token
 from tests.conftest import service_environ
 from tests.integration.images.conftest import minio_environ
 from tests.readme import readme_has
@@ -76,10 +77,8 @@ def test_with_auth_down_a_request_without_a_valid_token_is_still_a_401(
 
 
 def test_images_holds_no_key_that_signs_tokens(images_app):
-    from flask_jwt_extended import create_access_token
-
     with images_app.app_context(), pytest.raises(RuntimeError, match="only the auth service"):
-        create_access_token(identity="1")
+        create_access_token("1", "alice")
 
 
 # -- a rotation, walked with live tokens --------------------------------------------------------

@@ -1,0 +1,160 @@
+"""servicekit.tokens' own check around PyJWT: what it issues, which Authorization headers it
+takes, and that nothing but a well-formed EdDSA token naming a kid reaches a key lookup. (Every
+forged token is refused by both real verifiers in tests/integration: tests/token_keys.py.)"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import jwt as pyjwt
+import pytest
+
+from servicekit.app import create_service_app
+from servicekit.config import ServiceSettings, load
+from servicekit.tokens import (
+    MAX_TOKEN_CHARACTERS,
+    SigningKeys,
+    create_access_token,
+    current_user,
+    generate_private_key_pem,
+    init_tokens,
+    token_required,
+)
+
+ISSUER, AUDIENCE = "test-issuer", "test-audience"
+
+
+class Service:
+    """A service app with one token_required route, counting its key lookups."""
+
+    def __init__(self, *, users: dict[str, str]) -> None:
+        self.keys = SigningKeys.from_pem(generate_private_key_pem())
+        self.lookups: list[str] = []
+        self.app = create_service_app("demo", load(ServiceSettings, {"DATABASE_URL": "postgresql://unused"}))
+        init_tokens(
+            self.app,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            lookup_key=self._lookup,
+            load_user=lambda claims: users.get(claims["sub"]),
+            signing=self.keys,
+        )
+
+        @self.app.get("/whoami")
+        @token_required
+        def whoami():
+            return {"user": str(current_user)}
+
+        self.client = self.app.test_client()
+
+    def _lookup(self, kid: str):
+        self.lookups.append(kid)
+        return self.keys.lookup(kid)
+
+    def token(self, identity: str = "1", username: str = "alice") -> str:
+        with self.app.app_context():
+            return create_access_token(identity, username)
+
+    def whoami(self, authorization: str | None):
+        headers = {} if authorization is None else {"Authorization": authorization}
+        return self.client.get("/whoami", headers=headers)
+
+
+@pytest.fixture
+def service() -> Service:
+    return Service(users={"1": "alice"})
+
+
+def test_an_issued_token_carries_exactly_the_claims_and_header_every_verifier_requires(service):
+    token = service.token("1", "alice")
+
+    assert pyjwt.get_unverified_header(token) == {"alg": "EdDSA", "typ": "JWT", "kid": service.keys.kid}
+    claims = pyjwt.decode(
+        token, service.keys.signing_key.public_key(), algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER
+    )
+    assert set(claims) == {"sub", "username", "iat", "exp", "iss", "aud", "type", "jti"}
+    assert (claims["sub"], claims["username"], claims["type"]) == ("1", "alice", "access")
+    assert claims["exp"] - claims["iat"] == 15 * 60
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_bearer_scheme_is_matched_whatever_its_case(service, scheme):
+    response = service.whoami(f"{scheme} {service.token()}")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"user": "alice"}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Basic YWxpY2U6c2VjcmV0",
+        "Bearer",
+        "Bearer  {token}",
+        "Bearer {token} ",
+        "Bearer {token}.extra",
+        "Token {token}",
+        "Bearer {token}" + "A" * MAX_TOKEN_CHARACTERS,
+    ],
+)
+def test_anything_but_one_bearer_jws_is_refused_before_any_key_is_looked_up(service, authorization):
+    if authorization is not None:
+        authorization = authorization.replace("{token}", service.token())
+
+    response = service.whoami(authorization)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert service.lookups == []
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        _segment(b"not json"),
+        _segment(b"[1, 2]"),
+        _segment(json.dumps({"alg": "EdDSA", "kid": "k"}).encode())[:-3],  # a length base64 cannot have
+        _segment(b"[" * 100_000),
+        _segment(json.dumps({"alg": "HS256", "kid": "k"}).encode()),
+        _segment(json.dumps({"alg": "EdDSA"}).encode()),
+        _segment(json.dumps({"alg": "EdDSA", "kid": ""}).encode()),
+    ],
+    ids=[
+        "not json",
+        "not an object",
+        "bad length",
+        "deeply nested",
+        "other algorithm",
+        "no kid",
+        "empty kid",
+    ],
+)
+def test_a_header_that_names_no_eddsa_key_is_refused_before_any_key_is_looked_up(service, header):
+    _, payload, signature = service.token().split(".")
+
+    response = service.whoami(f"Bearer {header}.{payload}.{signature}")
+
+    assert response.status_code == 401
+    assert service.lookups == []
+
+
+def test_a_valid_token_whose_user_is_gone_is_refused(service):
+    response = service.whoami(f"Bearer {service.token('2', 'bob')}")
+
+    assert response.status_code == 401
+    assert service.lookups == [service.keys.kid]
+
+
+def test_a_service_without_a_signing_key_cannot_issue_tokens():
+    verifier_only = create_service_app("demo", load(ServiceSettings, {"DATABASE_URL": "postgresql://unused"}))
+    init_tokens(verifier_only, issuer=ISSUER, audience=AUDIENCE, lookup_key=None, load_user=None)
+
+    with verifier_only.app_context(), pytest.raises(RuntimeError, match="only the auth service"):
+        create_access_token("1", "alice")
