@@ -136,12 +136,13 @@ def database_deadline(seconds: float) -> Iterator[None]:
 
 
 def reads_only(view: Callable) -> Callable:
-    """For a view that only reads: its statements run outside a transaction, one round trip each.
+    """For a view that only reads through the session: its statements run outside a transaction,
+    one round trip each (the hottest single-statement reads use fetch_all instead).
 
     psycopg2 sends BEGIN before the first statement of a transaction and the pool sends ROLLBACK
     when the connection goes back: two round trips that a single SELECT does not need. Each
     statement still reads one consistent snapshot of its own. Put it above decorators that read
-    too (auth's token user lookup), so that their statements are covered. The connection is
+    too, so that their statements are covered. The connection is
     switched when the session first takes one (_autocommit_for_reads), not before the view runs:
     a request its token check refuses never takes a connection from the pool.
     """
@@ -172,10 +173,11 @@ def fetch_all(engine: Engine, sql: str, parameters: Mapping[str, object]) -> lis
 
     For the hottest reads (the post lists, auth's token user): one round trip, and none of the
     session's and the Core connection's bookkeeping, which cost more CPU than PostgreSQL's
-    answer. The pool's checkout listener still runs (_discard_connections_the_server_closed), the
-    connection goes back with transactions on, and the wait callback still bounds the wait. A driver error is
-    raised as SQLAlchemy raises it (OperationalError and the rest, parameters hidden), so the
-    same handlers answer it, and a connection the error shows to be dead is dropped from the pool.
+    answer. The pool's checkout listener still runs (_discard_connections_the_server_closed),
+    the connection goes back with transactions on, and the wait callback still bounds the wait.
+    A driver error is raised as SQLAlchemy raises it (OperationalError and the rest, parameters
+    hidden), so the same handlers answer it, and a connection the error shows to be dead is
+    dropped from the pool.
     """
     connection = None
     try:

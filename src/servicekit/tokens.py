@@ -8,11 +8,11 @@ bytes, `none`, ...) is refused before a key is even looked at. `iss` and `aud` a
 issue and required on decode, `exp`, `iat` and `sub` required, `type` must be "access".
 Every token problem is the same 401 problem+json, so a client never learns which check failed.
 
-PyJWT signs and verifies; the token check around it is ours (token_required), because it is
+PyJWT signs and verifies; the token check around it is ours (token_required), because it runs
 on every authenticated request: flask-jwt-extended had PyJWT parse each token four times, and
-checking its claims and loading its user cost 0.38 ms a token against 0.25 ms for one PyJWT
-decode (most of which is the Ed25519 signature itself). Here the header is read once, with a
-strict base64url match, to choose the key, and PyJWT decodes the token once.
+its decode took 0.38 ms a token against 0.25 ms for one PyJWT decode, 0.15 ms of which is the
+Ed25519 signature itself. Here the header is read once, with a strict base64url match, to
+choose the key, and PyJWT decodes the token once.
 """
 
 from __future__ import annotations
