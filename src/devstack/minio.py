@@ -173,7 +173,8 @@ class MinioServer:
             json.dump(policy, policy_file)
             policy_file.flush()
             self.mc("admin", "policy", "create", "platform", f"{bucket}-writer", policy_file.name)
-        self.mc("admin", "user", "add", "platform", BACKUP_USER, secret)
+        # After "--": a generated secret may start with "-", which mc would take for a flag.
+        self.mc("admin", "user", "add", "--", "platform", BACKUP_USER, secret)
         try:
             self.mc("admin", "policy", "attach", "platform", f"{bucket}-writer", "--user", BACKUP_USER)
         except RuntimeError as exc:
