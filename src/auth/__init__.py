@@ -12,7 +12,7 @@ from servicekit import config
 from servicekit.app import create_service_app
 from servicekit.config import ConfigError
 from servicekit.database import fetch_all, init_database, sql_of
-from servicekit.tokens import SigningKeys, init_tokens
+from servicekit.tokens import SigningKeys, init_tokens, user_id_of
 
 
 def create_app(settings: AuthSettings | None = None) -> Flask:
@@ -51,8 +51,8 @@ _TOKEN_USER = sql_of(select(User.id, User.username).where(User.id == bindparam("
 
 def _load_token_user(claims: dict) -> TokenUser | None:
     # A token outlives nothing: the user it names must still exist.
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject.isdigit():
+    user_id = user_id_of(claims)
+    if user_id is None:
         return None
-    rows = fetch_all(db.engine, _TOKEN_USER, {"user_id": int(subject)})
+    rows = fetch_all(db.engine, _TOKEN_USER, {"user_id": user_id})
     return TokenUser(*rows[0]) if rows else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import Flask
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -20,12 +19,10 @@ from servicekit.database import init_database
 from servicekit.errors import problem_response
 from servicekit.health import add_check
 from servicekit.jwks import JwksClient
-from servicekit.tokens import init_tokens
+from servicekit.tokens import init_tokens, user_id_of
 
 log = logging.getLogger(__name__)
 
-# Always fullmatch: ``$`` would also match before a trailing newline (and int() ignores it).
-USER_ID = re.compile(r"[1-9][0-9]{0,17}")
 MAX_USERNAME_CHARACTERS = 64
 
 
@@ -76,12 +73,12 @@ def create_app(settings: ImagesSettings | None = None) -> Flask:
 
 def _owner_of_token(claims: dict) -> Owner | None:
     # The signature proves the auth service issued the token; its claims must still make sense.
-    subject, username = claims.get("sub"), claims.get("username")
-    if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
+    user_id, username = user_id_of(claims), claims.get("username")
+    if user_id is None:
         return None
     if not isinstance(username, str) or not 0 < len(username) <= MAX_USERNAME_CHARACTERS:
         return None
-    return Owner(id=int(subject), username=username)
+    return Owner(id=user_id, username=username)
 
 
 def _object_store_unavailable(_error: ObjectStoreUnavailable):

@@ -44,6 +44,9 @@ TOKEN_TYPE = "access"  # noqa: S105 - the `type` claim of an access token, not a
 # three unpadded base64url segments. Anything else is refused before any of it is decoded.
 BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)", re.IGNORECASE)
 MAX_TOKEN_CHARACTERS = 4096
+# A user id as auth writes it in `sub`: decimal, no sign or leading zero, within a BIGINT.
+# Always fullmatch: ``$`` would also match before a trailing newline (and int() ignores it).
+USER_ID = re.compile(r"[1-9][0-9]{0,17}")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
 # RFC 7638: the thumbprint covers exactly these members, in this order, without whitespace.
@@ -282,6 +285,12 @@ def decode_access_token(token: str) -> dict[str, Any]:
     if claims.get("type") != TOKEN_TYPE:
         raise pyjwt.InvalidTokenError("not an access token")
     return claims
+
+
+def user_id_of(claims: dict[str, Any]) -> int | None:
+    """The user id a token's `sub` names, or None for a subject auth would never write."""
+    subject = claims.get("sub")
+    return int(subject) if isinstance(subject, str) and USER_ID.fullmatch(subject) else None
 
 
 def bearer_token() -> str:

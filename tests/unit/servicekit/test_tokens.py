@@ -20,6 +20,7 @@ from servicekit.tokens import (
     generate_private_key_pem,
     init_tokens,
     token_required,
+    user_id_of,
 )
 
 ISSUER, AUDIENCE = "test-issuer", "test-audience"
@@ -158,3 +159,18 @@ def test_a_service_without_a_signing_key_cannot_issue_tokens():
 
     with verifier_only.app_context(), pytest.raises(RuntimeError, match="only the auth service"):
         create_access_token("1", "alice")
+
+
+@pytest.mark.parametrize(("subject", "user_id"), [("1", 1), ("999999999999999999", 999_999_999_999_999_999)])
+def test_a_subject_auth_writes_is_its_user_id(subject, user_id):
+    assert user_id_of({"sub": subject}) == user_id
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["", "0", "01", "-1", "+1", "1 ", "1\n", "\u0661", "1000000000000000000", "9" * 40, 7, None],
+    ids=repr,
+)
+def test_any_other_subject_names_no_user(subject):
+    # Past BIGINT, the lookup would be a database error (a 500) instead of a refused token.
+    assert user_id_of({"sub": subject}) is None
