@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
-import uuid
 
 from flask import Flask, Response, g, request
 
@@ -13,37 +12,41 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
-def _incoming_request_id() -> str:
-    candidate = request.headers.get(REQUEST_ID_HEADER, "")
-    # A caller's id is kept only when it is safe to log and echo; otherwise we make one.
-    return candidate if _REQUEST_ID.fullmatch(candidate) else uuid.uuid4().hex
-
-
-def _incoming_trace() -> tuple[str, str | None, str]:
-    """(trace id, the caller's span id or None, trace flags)."""
-    match = _TRACEPARENT.fullmatch(request.headers.get("traceparent", "").strip().lower())
+def _incoming_trace(traceparent: str) -> tuple[str, str, str] | None:
+    """(trace id, the caller's span id, trace flags) of a valid traceparent header, else None."""
+    match = _TRACEPARENT.fullmatch(traceparent.strip().lower())
     if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
         return match.group(1), match.group(2), match.group(3)
-    return secrets.token_hex(16), None, "01"
+    return None
 
 
 def install(app: Flask) -> None:
     @app.before_request
     def _identify_request() -> None:
-        g.request_id = _incoming_request_id()
-        g.trace_id, g.parent_span_id, g.trace_flags = _incoming_trace()
-        g.span_id = secrets.token_hex(8)
+        environ = request.environ
+        # One draw for every id this request may need: a request id, a trace id, a span id.
+        random_hex = os.urandom(40).hex()
+        candidate = environ.get("HTTP_X_REQUEST_ID", "")
+        # A caller's id is kept only when it is safe to log and echo; otherwise we make one.
+        g.request_id = candidate if _REQUEST_ID.fullmatch(candidate) else random_hex[:32]
+        trace = _incoming_trace(environ.get("HTTP_TRACEPARENT", ""))
+        if trace is None:
+            trace = (random_hex[32:64], None, "01")
+        g.trace_id, g.parent_span_id, g.trace_flags = trace
+        g.span_id = random_hex[64:]
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
-        request_id = getattr(g, "request_id", None)
+        req = request._get_current_object()
+        request_id = g.get("request_id")
         if request_id:
             response.headers[REQUEST_ID_HEADER] = request_id
-        if request.url_rule is not None:
+        environ = req.environ
+        if req.url_rule is not None:
             # Read by the gunicorn access log, which runs outside the Flask request.
-            request.environ["servicekit.route"] = request.url_rule.rule
-        request.environ["servicekit.request_id"] = request_id
-        request.environ["servicekit.trace_id"] = getattr(g, "trace_id", None)
+            environ["servicekit.route"] = req.url_rule.rule
+        environ["servicekit.request_id"] = request_id
+        environ["servicekit.trace_id"] = g.get("trace_id")
         return response
 
 

@@ -70,9 +70,10 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
+    from prometheus_client import multiprocess
 
     from servicekit.metrics import GUNICORN_WORKER_EXITS
 
-    GunicornPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+    # The worker's live gauges (in flight, pool connections) stop counting; its counters stay.
+    multiprocess.mark_process_dead(worker.pid)
     GUNICORN_WORKER_EXITS.inc()

@@ -13,17 +13,20 @@ _SERVICE_NAME = "unknown"
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+def line_start(created: float, level: str, logger: str, message: str) -> dict:
+    """The fields every JSON log line starts with, in order."""
+    return {
+        "time": datetime.datetime.fromtimestamp(created, datetime.UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "service": _SERVICE_NAME,
+        "logger": logger,
+        "message": message,
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname.lower(),
-            "service": _SERVICE_NAME,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        entry = line_start(record.created, record.levelname.lower(), record.name, record.getMessage())
         if has_request_context():
             entry["request_id"] = getattr(g, "request_id", None)
             entry["trace_id"] = getattr(g, "trace_id", None)

@@ -5,11 +5,14 @@ prometheus_client is imported, so every worker writes its samples to files there
 master sums them; counters of workers that exited stay counted. Without it (tests, the
 Flask dev server) the process's own registry is read.
 
-The request metrics are prometheus-flask-exporter's: flask_http_request_total by method and
-status, flask_http_request_duration_seconds by method, route and status. The route label is
-the url rule, never the raw path, and no label shares a name with a target label the
-Prometheus Operator adds (endpoint, instance, job, namespace, pod, service, container), so
-the ServiceMonitors need no honorLabels.
+The request metrics are the ones prometheus-flask-exporter defines, by the same names and
+labels, recorded here by one hook per request phase (the exporter's own hooks cost more than
+half of servicekit's per-request work): flask_http_request_total by method and status,
+flask_http_request_duration_seconds by method, route and status, and
+flask_http_request_exceptions_total for errors no handler answered. The route label is the url
+rule, never the raw path, and no label shares a name with a target label the Prometheus
+Operator adds (endpoint, instance, job, namespace, pod, service, container), so the
+ServiceMonitors need no honorLabels.
 
 /metrics is served by the gunicorn master on its own port (METRICS_PORT, see ``serve``), not
 by the app: the app port is the one the Ingress reaches, and request counts, dependency
@@ -22,6 +25,7 @@ import json
 import os
 import struct
 import threading
+import time
 from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -33,11 +37,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
     multiprocess,
 )
-from prometheus_flask_exporter import PrometheusMetrics
-from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
 
 from servicekit.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 
@@ -60,7 +63,8 @@ GUNICORN_WORKER_EXITS = Counter(
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # Tests and the dev server build several apps in one process; a registry per app lets each
-# register the exporter's metrics, and the newest app's are the ones exposed.
+# register its request metrics, and the newest app's are the ones exposed. Under gunicorn the
+# samples go to the multiprocess files whatever the registry.
 _app_registry: CollectorRegistry | None = None
 
 
@@ -69,32 +73,77 @@ def route(req: Request) -> str:
     return req.url_rule.rule if req.url_rule is not None else "unmatched"
 
 
+def bounded_method(req: Request) -> str:
+    """The method label: one of KNOWN_METHODS, or "other"."""
+    return req.method if req.method in KNOWN_METHODS else "other"
+
+
+class RequestMetrics:
+    """One app's request metrics, with each label set's children looked up once."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "flask_http_request_duration_seconds",
+            "Flask HTTP request duration in seconds",
+            ("method", "route", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.total = Counter(
+            "flask_http_request_total",
+            "Total number of HTTP requests",
+            ("method", "status"),
+            registry=registry,
+        )
+        self.exceptions = Counter(
+            "flask_http_request_exceptions_total",
+            "Total number of HTTP requests which resulted in an exception",
+            ("method", "status"),
+            registry=registry,
+        )
+        # Bounded: methods are KNOWN_METHODS or "other", routes are the app's rules or "unmatched".
+        self._children: dict[tuple[str, str, int], tuple] = {}
+
+    def observe(self, req: Request, status: int, seconds: float) -> None:
+        method = bounded_method(req)
+        key = (method, route(req), status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.duration.labels(*key), self.total.labels(method, status))
+            self._children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
+
+
 def install(app: Flask) -> None:
     global _app_registry
-    options = dict(group_by=route, buckets=LATENCY_BUCKETS)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # This class adds no /metrics route to the app: the master's port serves it (serve).
-        GunicornPrometheusMetrics(app, **options)
-    else:
-        _app_registry = app.extensions["metrics_registry"] = CollectorRegistry()
-        PrometheusMetrics(app, path=None, registry=_app_registry, **options)
-
-    @app.after_request
-    def _bound_the_method(response: Response) -> Response:
-        # Registered after the exporter's hook, so it runs just before it (Flask runs them
-        # in reverse): the exporter labels with request.method as it finds it.
-        if request.method not in KNOWN_METHODS:
-            request.method = "other"
-        return response
+    _app_registry = app.extensions["metrics_registry"] = CollectorRegistry()
+    request_metrics = RequestMetrics(_app_registry)
 
     @app.before_request
-    def _enter() -> None:
+    def _start_request() -> None:
+        g.request_started = time.perf_counter()
         g.in_flight = True
         HTTP_IN_FLIGHT.inc()
 
+    @app.after_request
+    def _count_request(response: Response) -> Response:
+        # Popped, so a response Flask finalizes twice (a hook that raised) is counted once.
+        started = g.pop("request_started", None)
+        if started is not None:
+            seconds = time.perf_counter() - started
+            request_metrics.observe(request._get_current_object(), response.status_code, seconds)
+        return response
+
     @app.teardown_request
-    def _leave(_exc: BaseException | None) -> None:
-        # An earlier before_request that raised means _enter never ran.
+    def _end_request(error: BaseException | None) -> None:
+        started = g.pop("request_started", None)
+        if error is not None and started is not None:
+            # No handler answered (one of them raised): the server sends a 500.
+            req = request._get_current_object()
+            request_metrics.observe(req, 500, time.perf_counter() - started)
+            request_metrics.exceptions.labels(bounded_method(req), 500).inc()
+        # An earlier before_request that raised means _start_request never ran.
         if g.pop("in_flight", False):
             HTTP_IN_FLIGHT.dec()
 

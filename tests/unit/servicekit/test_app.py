@@ -193,6 +193,41 @@ def test_an_unhandled_error_is_counted_once_as_a_500(app, scrape_metrics):
     assert 'flask_http_request_duration_seconds_count{method="GET",route="/boom",status="500"} 1.0' in metrics
 
 
+def test_a_response_hook_that_fails_is_counted_once_as_a_500(app, scrape_metrics):
+    @app.after_request
+    def broken(response):
+        raise RuntimeError("hook failed")
+
+    response = app.test_client().get("/hello")
+
+    assert response.status_code == 500
+    metrics = scrape_metrics()
+    assert 'flask_http_request_total{method="GET",status="500"} 1.0' in metrics
+    assert 'flask_http_request_total{method="GET",status="200"}' not in metrics
+    assert "http_requests_in_flight 0.0" in metrics
+
+
+def test_an_error_no_handler_answers_is_counted_as_a_500_and_an_exception(app, scrape_metrics):
+    @app.get("/lookup")
+    def lookup():
+        raise KeyError("missing")
+
+    @app.errorhandler(KeyError)
+    def broken_handler(error):
+        raise RuntimeError("the handler failed too")
+
+    app.testing = True  # what no handler answered reaches the server
+
+    with pytest.raises(RuntimeError):
+        app.test_client().get("/lookup")
+
+    metrics = scrape_metrics()
+    assert 'flask_http_request_total{method="GET",status="500"} 1.0' in metrics
+    assert 'flask_http_request_exceptions_total{method="GET",status="500"} 1.0' in metrics
+    assert 'flask_http_request_duration_seconds_count{method="GET",route="/lookup",status="500"} 1.0' in metrics
+    assert "http_requests_in_flight 0.0" in metrics
+
+
 def test_no_request_metric_label_is_one_the_prometheus_operator_adds_to_every_target(app, scrape_metrics):
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -237,3 +272,49 @@ def test_a_chunked_json_body_over_the_limit_is_413_not_malformed(app):
 
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
+
+
+def test_json_responses_are_compact_in_key_order_utf8_and_end_with_a_newline(app):
+    @app.get("/page")
+    def page():
+        return {"zeta": 1, "alpha": [1.5, None, True], "text": "café ☕"}
+
+    response = app.test_client().get("/page")
+
+    assert response.mimetype == "application/json"
+    assert response.get_data() == '{"zeta":1,"alpha":[1.5,null,true],"text":"café ☕"}\n'.encode()
+
+
+def test_json_responses_orjson_would_write_differently_are_written_as_flask_writes_them(app):
+    import datetime
+    import decimal
+
+    values = {
+        "datetime": datetime.datetime(2026, 11, 30, 6, 0, tzinfo=datetime.UTC),
+        "decimal": decimal.Decimal("1.10"),
+        "big": 2**70,
+        "surrogate": "\ud800",
+    }
+    for name, value in values.items():
+        app.add_url_rule(f"/{name}", name, lambda value=value: {"value": value})
+
+    client = app.test_client()
+    for name, value in values.items():
+        with app.app_context():
+            expected = app.json.dumps({"value": value}, separators=(",", ":")) + "\n"
+        assert client.get(f"/{name}").get_data(as_text=True) == expected, name
+    assert client.get("/datetime").json == {"value": "Mon, 30 Nov 2026 06:00:00 GMT"}
+
+
+def test_a_request_and_its_trace_get_distinct_ids_of_their_standard_lengths(app):
+    response = app.test_client().get("/hello")
+    with app.test_request_context("/hello"):
+        app.preprocess_request()
+        from flask import g
+
+        ids = (g.request_id, g.trace_id, g.span_id)
+
+    assert len(response.headers["X-Request-ID"]) == 32
+    assert [len(value) for value in ids] == [32, 32, 16]
+    assert len(set(ids)) == 3
+    assert all(set(value) <= set("0123456789abcdef") for value in ids)
