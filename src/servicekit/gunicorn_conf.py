@@ -62,6 +62,13 @@ def when_ready(server):
     server.log.info("metrics on http://%s/metrics", METRICS_BIND)
 
 
+def post_worker_init(worker):
+    # Before the worker takes a request: one connection for each of its threads (servicekit.database).
+    from servicekit.database import open_pool_connections
+
+    open_pool_connections(worker.wsgi, worker.cfg.threads)
+
+
 def worker_exit(server, worker):
     # Spans still waiting in this worker's batch exporter (servicekit.tracing).
     from servicekit import tracing

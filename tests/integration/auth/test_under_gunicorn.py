@@ -80,6 +80,50 @@ def test_readiness_fails_while_the_database_is_down_and_recovers_without_restart
     assert registered.status_code == 201
 
 
+def _backends_of(database, application_name: str) -> int:
+    with database.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+        )
+        return cursor.fetchone()[0]
+
+
+def test_each_worker_opens_a_connection_per_thread_as_it_starts(auth_under_gunicorn):
+    service, database = auth_under_gunicorn
+    threads = 4  # servicekit.gunicorn_conf's default GUNICORN_THREADS
+    expected = service.workers * threads
+
+    # Ready once one worker answers; the others may still be opening theirs.
+    wait_until(
+        lambda: _backends_of(database, "auth") >= expected, timeout=20, message=f"{expected} connections"
+    )
+    for _ in range(20):
+        requests.get(f"{service.url}/ready", timeout=5).raise_for_status()
+
+    # The readiness checks took pooled connections: none was opened for them.
+    assert _backends_of(database, "auth") == expected
+
+
+def test_a_worker_starts_and_serves_while_the_database_is_down(own_postgres, token_keys):
+    database, url = own_postgres
+    database.stop()
+    service = ServiceProcess(
+        "auth",
+        free_port(),
+        {"DATABASE_URL": url, "JWT_SIGNING_KEY": token_keys.signing_pem, "DB_CONNECT_TIMEOUT_SECONDS": "2"},
+        workers=2,
+    )
+    try:
+        service.start(wait_ready=False)
+
+        assert requests.get(f"{service.url}/ready", timeout=10).status_code == 503
+        assert "database connections not opened at start" in service.logs()
+        database.start()
+        wait_until(service.ready, timeout=30, message="auth to be ready once the database is back")
+    finally:
+        service.stop()
+
+
 def test_metrics_are_served_by_the_master_on_their_own_port_never_on_the_app_port(auth_under_gunicorn):
     service, _ = auth_under_gunicorn
 
