@@ -91,10 +91,11 @@ class Bench:
     ) -> LoadResult:
         """wrk against ``url`` for BENCH_SECONDS on the load generator's CPU, after a warm-up.
 
-        The warm-up (WARMUP_SECONDS, the same load, not counted) lets every worker's pool open
-        its database connections first: a pool opening them all at once under full load stalls
-        for seconds now and then on the servers' one CPU, which is about cold starts, not about
-        what a request costs. ``warm_up=False`` for a run whose figures the warm-up would change.
+        The warm-up (WARMUP_SECONDS, the same load, not counted) keeps first requests out of the
+        figures: the workers open one database connection per thread as they start, but caches,
+        lazily loaded code and any connection beyond those are made by the first requests, which
+        is about cold starts, not about what a request costs. ``warm_up=False`` for a run whose
+        figures the warm-up would change.
         """
         options = dict(connections=connections, script=script, pin_cpu=self.pinning.load_cpu)
         if warm_up:

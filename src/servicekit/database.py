@@ -142,9 +142,9 @@ def reads_only(view: Callable) -> Callable:
     psycopg2 sends BEGIN before the first statement of a transaction and the pool sends ROLLBACK
     when the connection goes back: two round trips that a single SELECT does not need. Each
     statement still reads one consistent snapshot of its own. Put it above decorators that read
-    too, so that their statements are covered. The connection is
-    switched when the session first takes one (_autocommit_for_reads), not before the view runs:
-    a request its token check refuses never takes a connection from the pool.
+    too, so that their statements are covered. The connection is switched when the session first
+    takes one (_autocommit_for_reads), not before the view runs: a request its token check
+    refuses never takes a connection from the pool.
     """
 
     @functools.wraps(view)
