@@ -34,6 +34,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         connect_timeout=settings.upstream_connect_timeout_seconds,
         read_timeout=settings.upstream_read_timeout_seconds,
         pool_size=settings.upstream_pool_size,
+        max_idle_seconds=settings.upstream_max_idle_seconds,
     )
     images = Upstream(
         "images",
@@ -41,6 +42,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         connect_timeout=settings.upstream_connect_timeout_seconds,
         read_timeout=settings.images_read_timeout_seconds,
         pool_size=settings.upstream_pool_size,
+        max_idle_seconds=settings.upstream_max_idle_seconds,
     )
     app.extensions["api.upstreams"] = {"auth": auth, "images": images}
     app.extensions["api.verifier"] = Verifier(

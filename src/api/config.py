@@ -53,6 +53,16 @@ class ApiSettings(ServiceSettings):
         doc="keep-alive connections each worker holds per upstream service",
         minimum=1,
     )
+    # gunicorn closes a keep-alive connection after GUNICORN_KEEPALIVE (5) idle seconds; a call
+    # sent on it in that instant gets no answer, and an upload is not sent again (upstream.py).
+    upstream_max_idle_seconds: float = setting(
+        "UPSTREAM_MAX_IDLE_SECONDS",
+        2.0,
+        doc="seconds a pooled connection to auth or images may stay idle and still be reused; "
+        "keep it below their GUNICORN_KEEPALIVE",
+        minimum=0.05,
+        maximum=300,
+    )
     max_upload_bytes: int = setting(
         "MAX_UPLOAD_BYTES",
         20 * 1024 * 1024,

@@ -12,10 +12,15 @@ it again could register a user or store an image twice. The connection pool abso
 the calls. The one retry is for calls the caller marks idempotent (token checks, GET and HEAD):
 when the service resets the connection (typically a pooled one whose keep-alive ended just as it
 was reused), the call is sent once more on a new connection instead of failing with 502.
+
+That race is also kept from happening: a pooled connection idle for longer than
+``max_idle_seconds`` (set below the services' keep-alive) is closed at checkout and replaced by a
+new one, so an upload is never sent on a connection the service is about to close.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +28,7 @@ from collections.abc import Iterable, Iterator
 import requests
 from prometheus_client import Counter, Histogram
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
@@ -104,11 +110,69 @@ def _caused_by(exc: BaseException, kind: type[BaseException] | tuple[type[BaseEx
     return False
 
 
+class IdleLimit:
+    """A urllib3 pool that never hands out a connection idle for longer than ``max_idle_seconds``.
+
+    urllib3 already drops a pooled connection the server has closed; this closes one the server
+    may be closing right now. gunicorn ends a keep-alive connection after ``GUNICORN_KEEPALIVE``
+    seconds without a request, and a request sent in that instant is lost without an answer.
+    """
+
+    def __init__(self, *args, max_idle_seconds: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_idle_seconds = max_idle_seconds
+
+    def _put_conn(self, conn) -> None:
+        if conn is not None:
+            conn.returned_to_pool_at = time.monotonic()
+        super()._put_conn(conn)
+
+    def _get_conn(self, timeout: float | None = None):
+        conn = super()._get_conn(timeout)
+        returned_at = getattr(conn, "returned_to_pool_at", None)
+        if returned_at is not None and time.monotonic() - returned_at > self.max_idle_seconds:
+            # Closed, it reconnects on its next request, as urllib3 does for a dropped one.
+            conn.close()
+            conn.returned_to_pool_at = None
+        return conn
+
+
+class IdleLimitedHTTPConnectionPool(IdleLimit, HTTPConnectionPool):
+    pass
+
+
+class IdleLimitedHTTPSConnectionPool(IdleLimit, HTTPSConnectionPool):
+    pass
+
+
+class IdleLimitedAdapter(HTTPAdapter):
+    """requests' adapter, with pools that close connections idle past ``max_idle_seconds``."""
+
+    def __init__(self, *, max_idle_seconds: float, **kwargs) -> None:
+        self.max_idle_seconds = max_idle_seconds
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        limit = self.max_idle_seconds
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": functools.partial(IdleLimitedHTTPConnectionPool, max_idle_seconds=limit),
+            "https": functools.partial(IdleLimitedHTTPSConnectionPool, max_idle_seconds=limit),
+        }
+
+
 class Upstream:
     """One service behind the gateway: its base URL, its timeouts and a pooled session."""
 
     def __init__(
-        self, target: str, base_url: str, *, connect_timeout: float, read_timeout: float, pool_size: int = 16
+        self,
+        target: str,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int = 16,
+        max_idle_seconds: float = 2.0,
     ) -> None:
         self.target = target
         self.name = f"the {target} service"
@@ -116,7 +180,8 @@ class Upstream:
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
         # Never retried, never redirected: see the module docstring.
-        adapter = HTTPAdapter(
+        adapter = IdleLimitedAdapter(
+            max_idle_seconds=max_idle_seconds,
             pool_connections=1,
             pool_maxsize=pool_size,
             max_retries=Retry(total=0, read=False, redirect=False, raise_on_status=False),

@@ -553,6 +553,7 @@ def test_the_timeouts_and_pools_of_every_outbound_call_are_set_by_the_chart(rend
         "UPSTREAM_READ_TIMEOUT_SECONDS",
         "IMAGES_READ_TIMEOUT_SECONDS",
         "UPSTREAM_POOL_SIZE",
+        "UPSTREAM_MAX_IDLE_SECONDS",
         "TOKEN_CACHE_SECONDS",
         "TOKEN_CACHE_SIZE",
     ):

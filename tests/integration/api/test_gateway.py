@@ -251,6 +251,28 @@ def test_a_forwarded_get_is_sent_again_but_an_upload_never_is(
     assert keep_alive_cutter.requests.count("POST /upload") == 1
 
 
+def test_an_upload_after_a_pause_goes_on_a_new_connection_not_on_one_the_service_may_be_closing(
+    make_api_app, auth_service, keep_alive_cutter, account, clean_databases
+):
+    # The cutter resets any second request on a connection, as a service whose keep-alive ends
+    # just then does; a connection idle past UPSTREAM_MAX_IDLE_SECONDS must not be reused.
+    client = make_api_app(auth_service.url, keep_alive_cutter.url, UPSTREAM_MAX_IDLE_SECONDS="0.05")
+    client = client.test_client()
+    _, headers = account()
+
+    listed = client.get("/api/v1/images", headers=headers)
+    time.sleep(0.1)  # the pause is the behaviour under test: longer than the idle limit
+    upload = client.post(
+        "/api/v1/images/upload",
+        headers=headers,
+        data={"file": (io.BytesIO(b"sent once"), "a.png", "image/png")},
+        content_type="multipart/form-data",
+    )
+
+    assert (listed.status_code, upload.status_code) == (200, 200)
+    assert keep_alive_cutter.requests == ["GET /images", "POST /upload"]
+
+
 # -- token cache ---------------------------------------------------------------------------------
 def test_a_verified_token_is_reused_from_the_cache(api_client, account):
     _, headers = account()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from unittest import mock
 
 import pytest
 import requests
 from urllib3.exceptions import NewConnectionError, ProtocolError
 
-from api.upstream import RequestBody, Upstream, chunked_body
+from api.config import ApiSettings
+from api.upstream import IdleLimitedHTTPConnectionPool, RequestBody, Upstream, chunked_body
 from servicekit.errors import ApiError
 
 
@@ -78,3 +83,73 @@ def test_a_body_of_unknown_length_is_sent_chunked():
     ).prepare()
     assert prepared.headers["Transfer-Encoding"] == "chunked"
     assert "Content-Length" not in prepared.headers
+
+
+class PooledConnection:
+    """Stands in for a urllib3 connection: connected until closed."""
+
+    def __init__(self) -> None:
+        self.is_connected = True
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+        self.is_connected = False
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("api.upstream.time.monotonic", lambda: now[0])
+    return now
+
+
+def pool_holding(connection: PooledConnection, max_idle_seconds: float) -> IdleLimitedHTTPConnectionPool:
+    pool = IdleLimitedHTTPConnectionPool("images.invalid", 3003, maxsize=1, max_idle_seconds=max_idle_seconds)
+    pool._get_conn()  # take the empty slot, as a request does, and give back a used connection
+    pool._put_conn(connection)
+    return pool
+
+
+def test_a_connection_idle_within_the_limit_is_reused_as_it_is(clock):
+    connection = PooledConnection()
+    pool = pool_holding(connection, max_idle_seconds=2)
+    clock[0] += 1.9
+    assert pool._get_conn() is connection
+    assert connection.closed == 0
+
+
+def test_a_connection_idle_past_the_limit_is_closed_before_reuse_so_it_reconnects(clock):
+    connection = PooledConnection()
+    pool = pool_holding(connection, max_idle_seconds=2)
+    clock[0] += 2.1
+    assert pool._get_conn() is connection
+    assert connection.closed == 1
+    # Its idle time starts again when it next goes back to the pool.
+    pool._put_conn(connection)
+    connection.is_connected = True
+    assert pool._get_conn() is connection
+    assert connection.closed == 1
+
+
+def test_every_upstream_pool_limits_idle_connections_below_the_services_keep_alive():
+    upstream = Upstream("auth", "http://auth.invalid:3001", connect_timeout=1, read_timeout=1)
+    pool = upstream.session.get_adapter("http://auth.invalid").poolmanager.connection_from_url(
+        "http://auth.invalid:3001"
+    )
+    assert isinstance(pool, IdleLimitedHTTPConnectionPool)
+    assert pool.max_idle_seconds == ApiSettings.upstream_max_idle_seconds < gunicorn_keepalive_default()
+
+
+def gunicorn_keepalive_default() -> float:
+    # In a process of its own: the configuration module sets environment variables on import.
+    environ = {key: value for key, value in os.environ.items() if key != "GUNICORN_KEEPALIVE"}
+    environ["PYTHONPATH"] = str(Path(__file__).resolve().parents[3] / "src")
+    printed = subprocess.run(
+        [sys.executable, "-c", "import servicekit.gunicorn_conf as conf; print(conf.keepalive)"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(printed)
