@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import logging
 import select
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,8 @@ from sqlalchemy.sql import Executable
 from servicekit.config import ServiceSettings
 from servicekit.errors import problem_response
 from servicekit.health import add_check
+
+log = logging.getLogger(__name__)
 
 DB_POOL_CONNECTIONS = Gauge(
     "db_pool_connections",
@@ -67,6 +70,10 @@ def _connect_timeout_seconds(connection) -> float | None:
     return value if value > 0 else None
 
 
+class NoAnswerInTime(psycopg2.OperationalError):
+    """The wait callback gave up on the database: never worth another try (it would wait again)."""
+
+
 def _wait_with_deadline(connection) -> None:
     """psycopg2 wait callback: like psycopg2.extras.wait_select, but gives up at a deadline."""
     seconds = _deadline_override.get() or _default_deadline_seconds
@@ -93,9 +100,7 @@ def _wait_with_deadline(connection) -> None:
             # Worded as libpq words a lost connection, which SQLAlchemy recognises as a
             # disconnect: the connection is dropped from the pool, not handed out again
             # mid-conversation. (Closing it here would deadlock on psycopg2's connection lock.)
-            raise psycopg2.OperationalError(
-                "could not receive data from server: the database did not answer in time"
-            )
+            raise NoAnswerInTime("could not receive data from server: the database did not answer in time")
         if state == psycopg2.extensions.POLL_READ:
             select.select([connection.fileno()], [], [], remaining)
         elif state == psycopg2.extensions.POLL_WRITE:
@@ -177,36 +182,57 @@ def fetch_all(engine: Engine, sql: str, parameters: Mapping[str, object]) -> lis
     the connection goes back with transactions on, and the wait callback still bounds the wait.
     A driver error is raised as SQLAlchemy raises it (OperationalError and the rest, parameters
     hidden), so the same handlers answer it, and a connection the error shows to be dead is
-    dropped from the pool.
+    dropped from the pool, with every connection the pool made before it.
+
+    A pooled connection the server ends while the read is on its way (a restart, a failover, an
+    administrator's pg_terminate_backend) is the one failure the checkout listener cannot see
+    coming: the read is sent once more, on a new connection. It changes nothing, so reading twice
+    is safe. A connect that fails, a statement's error and a database that does not answer in
+    time are not tried again.
     """
-    connection = None
-    try:
-        connection = engine.raw_connection()
-        dbapi_connection = connection.dbapi_connection
-        dbapi_connection.autocommit = True
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute(sql, parameters)
-            return cursor.fetchall()
-    except psycopg2.Error as error:
-        # A connect that failed has no connection; one the error shows to be dead leaves the pool.
-        dead = connection is None or engine.dialect.is_disconnect(error, connection.dbapi_connection, None)
-        if dead and connection is not None:
-            connection.invalidate(error)
-        raise exc.DBAPIError.instance(
-            sql,
-            parameters,
-            error,
-            psycopg2.Error,
-            hide_parameters=True,
-            connection_invalidated=dead,
-            dialect=engine.dialect,
-        ) from error
-    finally:
-        if connection is not None:
-            if connection.is_valid:
-                _end_autocommit(connection.dbapi_connection, None)
-            # Back to the pool; its reset (a ROLLBACK) costs nothing outside a transaction.
-            connection.close()
+    may_retry = True
+    while True:
+        connection = None
+        try:
+            connection = engine.raw_connection()
+            dbapi_connection = connection.dbapi_connection
+            dbapi_connection.autocommit = True
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(sql, parameters)
+                return cursor.fetchall()
+        except psycopg2.Error as error:
+            # A connect that failed has no connection; one the error shows to be dead leaves the pool.
+            dead = connection is None or engine.dialect.is_disconnect(
+                error, connection.dbapi_connection, None
+            )
+            if dead and connection is not None:
+                # As SQLAlchemy's Connection does on a disconnect: this connection is dropped, and
+                # every other one the pool made before it is replaced at its next checkout. What
+                # ends one connection (a restart, a failover) has usually ended them all, and
+                # some may not show it yet; the read below then gets a new connection.
+                engine.pool._invalidate(connection, error)
+                if may_retry and not isinstance(error, NoAnswerInTime):
+                    may_retry = False
+                    log.warning(
+                        "the database ended a pooled connection during a read; reading again on a new one",
+                        extra={"error": str(error).splitlines()[0][:300]},
+                    )
+                    continue
+            raise exc.DBAPIError.instance(
+                sql,
+                parameters,
+                error,
+                psycopg2.Error,
+                hide_parameters=True,
+                connection_invalidated=dead,
+                dialect=engine.dialect,
+            ) from error
+        finally:
+            if connection is not None:
+                if connection.is_valid:
+                    _end_autocommit(connection.dbapi_connection, None)
+                # Back to the pool; its reset (a ROLLBACK) costs nothing outside a transaction.
+                connection.close()
 
 
 # Readiness must answer within the probe's timeout even when the database does not: a dead

@@ -14,6 +14,7 @@ import pytest
 
 import auth
 from auth.config import AuthSettings
+from devstack.wait import wait_until
 from servicekit import config
 from tests.conftest import service_environ
 
@@ -165,3 +166,27 @@ def database_round_trips():
             psycopg2.extensions.set_wait_callback(real)
 
     return counting
+
+
+def end_backends(postgres, condition: str, parameters: tuple = ()) -> list[int]:
+    """End the backends that ``condition`` (SQL on pg_stat_activity) selects, as a restart or a
+    failover does, and wait until they are gone; returns their pids."""
+    admin = postgres.connect()
+    admin.autocommit = True  # pg_stat_activity is read once per transaction
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                f"SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"  # noqa: S608 - the tests' own SQL
+                f" WHERE pid <> pg_backend_pid() AND ({condition})",
+                parameters,
+            )
+            ended = [pid for pid, _ in cursor.fetchall()]
+
+            def all_gone() -> bool:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (ended,))
+                return cursor.fetchone()[0] == 0
+
+            wait_until(all_gone, timeout=10, message=f"backends {ended} to end")
+    finally:
+        admin.close()
+    return ended
