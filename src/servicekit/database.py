@@ -209,7 +209,7 @@ def fetch_all(engine: Engine, sql: str, parameters: Mapping[str, object]) -> lis
                 # As SQLAlchemy's Connection does on a disconnect: this connection is dropped, and
                 # every other one the pool made before it is replaced at its next checkout. What
                 # ends one connection (a restart, a failover) has usually ended them all, and
-                # some may not show it yet; the read below then gets a new connection.
+                # some may not show it yet; the second try then gets a new connection.
                 engine.pool._invalidate(connection, error)
                 if may_retry and not isinstance(error, NoAnswerInTime):
                     may_retry = False
