@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.extensions
 from flask import Flask, g, has_request_context
 from flask_sqlalchemy import SQLAlchemy
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, event, exc, text
 from sqlalchemy.dialects.postgresql import psycopg2 as psycopg2_dialect
 from sqlalchemy.sql import Executable
@@ -40,6 +40,11 @@ DB_POOL_LIMIT = Gauge(
     "db_pool_max_connections",
     "Most connections the pools of this service's workers may open (size + overflow).",
     multiprocess_mode="livesum",
+)
+
+DB_READS_RETRIED = Counter(
+    "db_reads_retried_total",
+    "Reads sent once more on a new connection because the database ended theirs (fetch_all).",
 )
 
 
@@ -213,6 +218,7 @@ def fetch_all(engine: Engine, sql: str, parameters: Mapping[str, object]) -> lis
                 engine.pool._invalidate(connection, error)
                 if may_retry and not isinstance(error, NoAnswerInTime):
                     may_retry = False
+                    DB_READS_RETRIED.inc()
                     log.warning(
                         "the database ended a pooled connection during a read; reading again on a new one",
                         extra={"error": str(error).splitlines()[0][:300]},

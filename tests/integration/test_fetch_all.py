@@ -11,6 +11,7 @@ import signal
 
 import psycopg2
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import make_url
 
@@ -34,6 +35,10 @@ def engine(database_urls):
     psycopg2.extensions.set_wait_callback(database._wait_with_deadline)
     yield engine
     engine.dispose()
+
+
+def reads_retried() -> float:
+    return REGISTRY.get_sample_value("db_reads_retried_total") or 0.0
 
 
 def backend_pid(engine) -> int:
@@ -67,6 +72,7 @@ def test_a_read_whose_pooled_connection_the_server_just_ended_is_read_again_on_a
             ended.append(dbapi_connection.get_backend_pid())
             end_backends(postgres, "pid = %s", (ended[0],))
 
+    retried_before = reads_retried()
     with caplog.at_level(logging.WARNING, logger="servicekit.database"):
         rows = fetch_all(engine, "SELECT %(number)s::int", {"number": 7})
 
@@ -75,6 +81,7 @@ def test_a_read_whose_pooled_connection_the_server_just_ended_is_read_again_on_a
     assert backend_pid(engine) != first
     assert engine.pool.checkedout() == 0
     assert "reading again on a new one" in caplog.text
+    assert reads_retried() == retried_before + 1
 
 
 def test_a_read_is_tried_twice_at_most_and_a_second_lost_connection_is_the_error(engine):
