@@ -176,7 +176,7 @@ def end_backends(postgres, condition: str, parameters: tuple = ()) -> list[int]:
     try:
         with admin.cursor() as cursor:
             cursor.execute(
-                f"SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"  # noqa: S608 - the tests' own SQL
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"  # noqa: S608 - the condition is SQL a test writes, never input; values go as parameters
                 f" WHERE pid <> pg_backend_pid() AND ({condition})",
                 parameters,
             )
