@@ -15,7 +15,8 @@ Measuring policy (bench/measure.py says more):
 - The figure to trust is CPU-ms per request of each process group (api, auth, images, postgres,
   minio, ceiling), read from /proc over the wrk run; requests/s and latency are printed too.
 - Ratios are to ceilings measured in the same run: the bare-Flask ceiling runs before and after
-  the service benchmarks and the ratios use the mean of the two (both printed); the database's
+  the service benchmarks (both printed), and beside each scenario with a ratio to it, in
+  alternating one-second runs that the ratios are taken from (bench/ceiling.py); the database's
   ceiling is a psycopg2 loop of the list route's query.
 """
 

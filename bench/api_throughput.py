@@ -13,6 +13,9 @@ connections (the ratios to the ceiling are printed once both ceiling runs are in
   (api_upstream_request_duration_seconds{target="auth"}, read from its metrics port before and
   after the run).
 
+After each of posts, posts_my and verify, the same load runs again beside the ceiling app, in
+alternating one-second runs (bench/ceiling.py: beside): its ratios are taken from those.
+
 The api workers' resident memory before the posts and posts_my runs and at their peak (VmHWM,
 reset first) is printed too.
 """
@@ -23,6 +26,7 @@ import re
 
 import requests
 
+from bench import ceiling
 from bench.context import SETUP_TIMEOUT_SECONDS, Bench
 from bench.measure import lua_string
 
@@ -45,37 +49,65 @@ def run(bench: Bench) -> list[str]:
 
     lines = []
     bearer = f'wrk.headers["Authorization"] = {lua_string(writer.authorization)}\n'
-    for scenario, title, url, script, groups in (
-        ("posts", "GET /api/v1/posts (public)", f"{api}/api/v1/posts", "", ("api", "postgres")),
-        (
-            "posts_my",
-            "GET /api/v1/posts/my (bearer token, cached by the gateway)",
-            f"{api}/api/v1/posts/my",
-            bearer,
-            ("api", "auth", "postgres"),
-        ),
-    ):
-        service = bench.stack.services["api"]
-        rss_before = service.rss_kib()
-        peaks_reset = service.reset_peaks()
-        result = bench.load(url, connections=CONNECTIONS, script=script)
-        peaks = service.peak_rss_kib()
-        bench.record(
-            scenario, {**result.as_dict(), "api_worker_peak_rss_mib": round(max(peaks.values()) / 1024, 1)}
-        )
-        lines.append(f"{title}: {result.summary(groups)}")
-        lines.append(f"  api workers' memory: {_memory_line(rss_before, peaks, peaks_reset)}")
-        lines += _statuses_if_errors(result)
+    verify = 'wrk.method = "POST"\n' + bearer
+    with ceiling.serving(bench) as bare:
+        for scenario, title, url, script, groups in (
+            ("posts", "GET /api/v1/posts (public)", f"{api}/api/v1/posts", "", ("api", "postgres")),
+            (
+                "posts_my",
+                "GET /api/v1/posts/my (bearer token, cached by the gateway)",
+                f"{api}/api/v1/posts/my",
+                bearer,
+                ("api", "auth", "postgres"),
+            ),
+        ):
+            service = bench.stack.services["api"]
+            rss_before = service.rss_kib()
+            peaks_reset = service.reset_peaks()
+            result = bench.load(url, connections=CONNECTIONS, script=script)
+            peaks = service.peak_rss_kib()
+            bench.record(
+                scenario,
+                {**result.as_dict(), "api_worker_peak_rss_mib": round(max(peaks.values()) / 1024, 1)},
+            )
+            lines.append(f"{title}: {result.summary(groups)}")
+            lines.append(f"  api workers' memory: {_memory_line(rss_before, peaks, peaks_reset)}")
+            lines += _statuses_if_errors(result)
+            lines.append(_beside_the_ceiling(bench, bare, scenario, url, script=script, groups=groups))
 
-    result = bench.load(f"{auth}/verify", connections=CONNECTIONS, script='wrk.method = "POST"\n' + bearer)
-    bench.record("verify", result.as_dict())
-    lines.append(
-        f"POST {{auth}}/verify (bearer token, straight to auth): {result.summary(('auth', 'postgres'))}"
-    )
-    lines += _statuses_if_errors(result)
+        result = bench.load(f"{auth}/verify", connections=CONNECTIONS, script=verify)
+        bench.record("verify", result.as_dict())
+        lines.append(
+            f"POST {{auth}}/verify (bearer token, straight to auth): {result.summary(('auth', 'postgres'))}"
+        )
+        lines += _statuses_if_errors(result)
+        verify_groups = ("auth", "postgres")
+        lines.append(
+            _beside_the_ceiling(bench, bare, "verify", f"{auth}/verify", script=verify, groups=verify_groups)
+        )
 
     lines += _auth_latency(bench, bench.users())
     return lines
+
+
+def _beside_the_ceiling(
+    bench: Bench, bare: ceiling.CeilingApp, scenario: str, url: str, *, script: str, groups: tuple[str, ...]
+) -> str:
+    """The scenario again, in alternating runs with the ceiling app (ceiling.beside): the figures
+    its ratios are taken from (bench/ratios.py)."""
+    paired = ceiling.beside(bench, bare, url, connections=CONNECTIONS, script=script)
+    bench.record(scenario, {"beside_ceiling": paired})
+    side, reference = paired["scenario"], paired["ceiling"]
+    cpu = ", ".join(f"{group} {side['cpu_ms_per_request'][group]:.3f}" for group in groups)
+    errors = side["errors"] + reference["errors"]
+    runs = f"{paired['rounds']} alternating {paired['round_seconds']}-s runs of each"
+    if errors:
+        runs += f", {errors} errors"
+    return (
+        f"  beside the ceiling ({runs}): {side['requests_per_second']:.0f} req/s, CPU-ms/req {cpu}; "
+        f"ceiling {reference['requests_per_second']:.0f} req/s, "
+        f"{reference['cpu_ms_per_request']['ceiling']:.3f} CPU-ms/req"
+    )
 
 
 def _statuses_if_errors(result) -> list[str]:

@@ -41,9 +41,15 @@ HEADLINE_FIGURE = {
     "backup": ("backup_run_seconds",),
 }
 RATIOS = {
-    "posts": ("cpu_to_ceiling", "requests_per_second_to_ceiling_percent", "postgres_cpu_to_database_ceiling"),
-    "posts_my": ("cpu_to_ceiling",),
-    "verify": ("cpu_to_ceiling",),
+    "posts": (
+        "cpu_to_ceiling",
+        "cpu_to_ceiling_before_after",
+        "requests_per_second_to_ceiling_percent",
+        "requests_per_second_to_ceiling_before_after_percent",
+        "postgres_cpu_to_database_ceiling",
+    ),
+    "posts_my": ("cpu_to_ceiling", "cpu_to_ceiling_before_after"),
+    "verify": ("cpu_to_ceiling", "cpu_to_ceiling_before_after"),
     "uploads": ("gateway_to_direct_percent",),
 }
 SINGLE_ROUTE = ("ceiling_before", "ceiling_after", "posts", "posts_my", "verify", "auth_latency", "login")
@@ -114,6 +120,16 @@ def test_the_single_route_scenarios_have_no_errors(bench_run):
         assert figures["errors"] == 0, (scenario, figures["statuses"])
     assert document["scenarios"]["uploads"]["concurrent"]["errors"] == 0
     assert document["scenarios"]["uploads"]["download_intact"] is True
+
+
+def test_each_ratio_scenario_ran_beside_the_ceiling_for_bench_seconds_without_errors(bench_run):
+    document = json.loads(bench_run[0].read_text())
+    for scenario in ("posts", "posts_my", "verify"):
+        paired = document["scenarios"][scenario]["beside_ceiling"]
+        assert paired["rounds"] == 1, scenario
+        for side in ("scenario", "ceiling"):
+            assert paired[side]["errors"] == 0, (scenario, side)
+            assert _positive_number(paired[side]["requests_per_second"]), (scenario, side)
 
 
 def test_the_json_says_where_it_was_measured(bench_run):
