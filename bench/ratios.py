@@ -49,6 +49,10 @@ def run(bench: Bench) -> list[str]:
         if figures is None:
             continue
         side, bare = figures["beside_ceiling"]["scenario"], figures["beside_ceiling"]["ceiling"]
+        if not (bare["requests_per_second"] and bare["cpu_ms_per_request"]["ceiling"]):
+            # Someone else's work held the servers' CPU through every paired run.
+            lines.append(f"{name}: no ratio: the ceiling answered nothing beside it")
+            continue
         cpu_ms = sum(side["cpu_ms_per_request"][group] for group in groups)
         ratio = cpu_ms / bare["cpu_ms_per_request"]["ceiling"]
         before_after = (

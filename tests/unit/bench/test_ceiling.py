@@ -112,3 +112,27 @@ def test_the_ratios_with_goals_are_to_the_ceiling_beside_the_scenario():
         "posts: api 0.900 CPU-ms/req = 2.00x the ceiling's 0.450 beside it (goal at most 2x: met)"
         in "\n".join(lines)
     )
+
+
+def test_a_ceiling_that_answered_nothing_beside_a_scenario_gives_no_ratio_rather_than_an_error():
+    bench = _bench()
+    for when in ("before", "after"):
+        bench.record(
+            f"ceiling_{when}", {"cpu_ms_per_request": {"ceiling": 0.5}, "requests_per_second": 1000.0}
+        )
+    bench.record(
+        "verify",
+        {
+            "cpu_ms_per_request": {"auth": 1.0},
+            "requests_per_second": 500.0,
+            "beside_ceiling": {
+                "scenario": {"cpu_ms_per_request": {"auth": 1.0}, "requests_per_second": 500.0},
+                "ceiling": {"cpu_ms_per_request": {"ceiling": 0.0}, "requests_per_second": 0.0},
+            },
+        },
+    )
+
+    lines = ratios.run(bench)
+
+    assert "verify: no ratio: the ceiling answered nothing beside it" in lines
+    assert "ratios" not in bench.scenario("verify")
