@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg2.extensions
 import pytest
+from psycopg2 import sql
 
 import auth
 from auth.config import AuthSettings
@@ -175,11 +176,12 @@ def end_backends(postgres, condition: str, parameters: tuple = ()) -> list[int]:
     admin.autocommit = True  # pg_stat_activity is read once per transaction
     try:
         with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"  # noqa: S608 - the condition is SQL a test writes, never input; values go as parameters
-                f" WHERE pid <> pg_backend_pid() AND ({condition})",
-                parameters,
-            )
+            # The condition is SQL a test writes; its values go as parameters.
+            statement = sql.SQL(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid <> pg_backend_pid() AND ({})"
+            ).format(sql.SQL(condition))
+            cursor.execute(statement, parameters)
             ended = [pid for pid, _ in cursor.fetchall()]
 
             def all_gone() -> bool:
