@@ -8,12 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import bcrypt
+import jwt
 import requests
 
+import auth
+from auth.config import AuthSettings
 from bench.measure import LoadResult, Pinning, ProcessGroup, wrk
 from devstack.services import METRICS_PORTS, SERVICE_PORTS
 from devstack.stack import Stack
 from devstack.wait import free_port
+from servicekit import config, tokens
 
 DEFAULT_SECONDS = 10.0
 WARMUP_SECONDS = 2.0
@@ -119,6 +123,28 @@ class Bench:
         if not self._users:
             self._users = self._make_users(USER_POOL_SIZE)
         return self._users
+
+    def minted_tokens(self, count: int) -> list[str]:
+        """``count`` new access tokens for the user pool's accounts in turn, each one distinct (its
+        own ``jti``), signed with the stack's auth key and settings exactly as auth's /login signs
+        them: /login would spend a bcrypt hash on each. Valid for auth's token lifetime from now."""
+        # What the auth processes read: this environment, then their own settings over it.
+        settings = config.load(AuthSettings, {**os.environ, **self.stack.services["auth"].env})
+        signing = auth.signing_keys(settings)
+        accounts = [
+            (jwt.decode(user.token, options={"verify_signature": False})["sub"], user.username)
+            for user in self.users()
+        ]
+        return [
+            tokens.signed_access_token(
+                signing,
+                *accounts[number % len(accounts)],
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                lifetime=settings.token_lifetime,
+            )
+            for number in range(count)
+        ]
 
     def _make_users(self, count: int) -> list[User]:
         # Written straight into auth_db with one hash computed here: /register would spend a

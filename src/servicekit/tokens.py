@@ -241,20 +241,41 @@ def create_access_token(identity: str, username: str) -> str:
     rules = _rules()
     if rules.signing is None:
         raise RuntimeError("this service holds no signing key: only the auth service issues tokens")
+    return signed_access_token(
+        rules.signing,
+        identity,
+        username,
+        issuer=rules.issuer,
+        audience=rules.audience,
+        lifetime=rules.access_token_lifetime,
+    )
+
+
+def signed_access_token(
+    signing: SigningKeys,
+    identity: str,
+    username: str,
+    *,
+    issuer: str,
+    audience: str,
+    lifetime: datetime.timedelta,
+) -> str:
+    """The access token auth issues, signed with ``signing``: each one new (its own ``jti``).
+
+    Outside auth, only for what holds auth's key anyway: the benchmark mints tokens with its own
+    stack's key, since /login would spend a bcrypt hash on each."""
     now = datetime.datetime.now(datetime.UTC)
     claims = {
         "sub": identity,
         "username": username,
         "iat": now,
-        "exp": now + rules.access_token_lifetime,
-        "iss": rules.issuer,
-        "aud": rules.audience,
+        "exp": now + lifetime,
+        "iss": issuer,
+        "aud": audience,
         "type": TOKEN_TYPE,
         "jti": str(uuid.uuid4()),
     }
-    return pyjwt.encode(
-        claims, rules.signing.signing_key, algorithm=ALGORITHM, headers={"kid": rules.signing.kid}
-    )
+    return pyjwt.encode(claims, signing.signing_key, algorithm=ALGORITHM, headers={"kid": signing.kid})
 
 
 def _unverified_header(token: str) -> dict[str, Any]:

@@ -132,6 +132,13 @@ def test_each_ratio_scenario_ran_beside_the_ceiling_for_bench_seconds_without_er
             assert _positive_number(paired[side]["requests_per_second"]), (scenario, side)
 
 
+def test_every_request_of_the_auth_latency_run_cost_the_gateway_a_call_to_auth(bench_run):
+    figures = json.loads(bench_run[0].read_text())["scenarios"]["auth_latency"]
+    assert figures["requests"] > 0
+    # At least: a request wrk gave up on when the run ended may have made its call too.
+    assert figures["auth_calls"] >= figures["requests"], figures
+
+
 def test_the_json_says_where_it_was_measured(bench_run):
     document = json.loads(bench_run[0].read_text())
     assert "failed_in" not in document
