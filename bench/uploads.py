@@ -2,8 +2,10 @@
 
 - a 10 MB JPEG uploaded through the gateway, and the same bytes put straight into MinIO with
   boto3 (a bucket of the bench's own), alternately, UPLOAD_REPEATS times each: MB/s of each (the
-  median) and the gateway's as a percentage of the direct one; the download of the upload, bytes
-  checked;
+  median) and the gateway's as a percentage of the direct one; the servers' CPU-ms per upload of
+  each way, by process group; and what the images service's image check (inspection.inspect) of
+  these bytes costs on its own, timed in this process: the part of the gateway's time that no
+  transport could save; the download of the upload, bytes checked;
 - 100 concurrent uploads of a 0.7 MB JPEG: wall time, latency, the errors (anything but 201), and
   each service's peak resident memory meanwhile (VmHWM of the gunicorn master and workers, reset
   first), whose sum is compared with the memory limit of the service's container in the chart
@@ -18,11 +20,13 @@ service.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import statistics
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,7 +35,12 @@ import yaml
 from PIL import Image
 
 from bench.context import Bench
+from bench.measure import CpuMeter
 from devstack.services import memory_kib, reset_peak
+from images import inspection
+from images.budget import DecodeBudget
+from images.config import ImagesSettings
+from servicekit import config
 
 MIB = 1024 * 1024
 MB = 1_000_000
@@ -83,17 +92,23 @@ def _large_upload(bench: Bench, large: bytes, upload_url: str, images_url: str, 
     if BENCH_BUCKET not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}:
         s3.create_bucket(Bucket=BENCH_BUCKET)
     through_gateway, direct, filename = [], [], None
+    gateway_cpu, direct_cpu = _CpuTotals(bench), _CpuTotals(bench)
     for repeat in range(UPLOAD_REPEATS):
-        started = time.perf_counter()
-        answer = requests.post(
-            upload_url, headers=headers, files={"file": ("large.jpg", large, "image/jpeg")}, timeout=120
-        )
-        through_gateway.append(time.perf_counter() - started)
+        with gateway_cpu.counting():
+            started = time.perf_counter()
+            answer = requests.post(
+                upload_url, headers=headers, files={"file": ("large.jpg", large, "image/jpeg")}, timeout=120
+            )
+            through_gateway.append(time.perf_counter() - started)
         answer.raise_for_status()
         filename = answer.json()["filename"]
-        started = time.perf_counter()
-        s3.put_object(Bucket=BENCH_BUCKET, Key=f"large-{repeat}.jpg", Body=large, ContentType="image/jpeg")
-        direct.append(time.perf_counter() - started)
+        with direct_cpu.counting():
+            started = time.perf_counter()
+            s3.put_object(
+                Bucket=BENCH_BUCKET, Key=f"large-{repeat}.jpg", Body=large, ContentType="image/jpeg"
+            )
+            direct.append(time.perf_counter() - started)
+    check_seconds = _image_check_seconds(bench, large)
 
     started = time.perf_counter()
     digest = hashlib.sha256()
@@ -113,6 +128,9 @@ def _large_upload(bench: Bench, large: bytes, upload_url: str, images_url: str, 
         "direct_mb_per_second": round(len(large) / MB / direct_seconds, 1),
         "download_seconds": round(download_seconds, 3),
         "download_intact": intact,
+        "gateway_cpu_ms_per_upload": gateway_cpu.per_upload_ms(),
+        "direct_cpu_ms_per_upload": direct_cpu.per_upload_ms(),
+        "image_check_seconds": round(check_seconds, 3),
     }
     percent = figures["gateway_mb_per_second"] / figures["direct_mb_per_second"] * 100
     figures["ratios"] = {"gateway_to_direct_percent": round(percent, 1)}
@@ -121,10 +139,54 @@ def _large_upload(bench: Bench, large: bytes, upload_url: str, images_url: str, 
         f"{gateway_seconds:.2f} s ({figures['gateway_mb_per_second']:.0f} MB/s); "
         f"straight to MinIO with boto3 {direct_seconds:.2f} s ({figures['direct_mb_per_second']:.0f} MB/s); "
         f"gateway {percent:.0f} % of direct (goal at least 50 %: {'met' if percent >= 50 else 'not met'})",
+        "  servers' CPU-ms per upload through the gateway: "
+        f"{_cpu_text(figures['gateway_cpu_ms_per_upload'])}; "
+        f"straight: {_cpu_text(figures['direct_cpu_ms_per_upload'])}",
+        f"  the 50 % goal leaves the gateway {2 * direct_seconds * 1000:.0f} ms in all; the images "
+        f"service's image check of these bytes alone takes {check_seconds * 1000:.0f} ms "
+        "(inspection.inspect, in this process)",
         f"download {download_seconds:.2f} s ({'bytes intact' if intact else 'BYTES DIFFER'})",
         f"images processes after them: {_memory(bench.stack.services['images'])}",
     ]
     return figures, lines
+
+
+class _CpuTotals:
+    """The servers' CPU seconds by process group, summed over the blocks counted, per block."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.groups = bench.groups()
+        self.seconds: dict[str, float] = {group.name: 0.0 for group in self.groups}
+        self.blocks = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        meter = CpuMeter(self.groups)
+        meter.start()
+        yield
+        for name, used in meter.stop().items():
+            self.seconds[name] += used
+        self.blocks += 1
+
+    def per_upload_ms(self) -> dict[str, float]:
+        return {name: round(used * 1000 / max(self.blocks, 1), 1) for name, used in self.seconds.items()}
+
+
+def _cpu_text(cpu_ms: dict[str, float]) -> str:
+    parts = ", ".join(f"{name} {ms:.0f}" for name, ms in cpu_ms.items() if ms)
+    return f"{parts or 'none measurable'} ({sum(cpu_ms.values()):.0f} in all)"
+
+
+def _image_check_seconds(bench: Bench, data: bytes) -> float:
+    """The median wall time of the images service's check of ``data``, run here with its settings."""
+    settings = config.load(ImagesSettings, {**os.environ, **bench.stack.services["images"].env})
+    budget = DecodeBudget(settings.decode_memory_budget_bytes, settings.decode_wait_seconds)
+    timings = []
+    for _ in range(UPLOAD_REPEATS):
+        started = time.perf_counter()
+        inspection.inspect(io.BytesIO(data), settings.max_image_pixels, budget)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 def _concurrent_uploads(bench: Bench, small: bytes, upload_url: str, headers) -> tuple[dict, list]:

@@ -139,6 +139,13 @@ def test_every_request_of_the_auth_latency_run_cost_the_gateway_a_call_to_auth(b
     assert figures["auth_calls"] >= figures["requests"], figures
 
 
+def test_the_large_upload_is_broken_down_into_the_servers_cpu_and_the_image_check(bench_run):
+    figures = json.loads(bench_run[0].read_text())["scenarios"]["uploads"]
+    assert figures["gateway_cpu_ms_per_upload"]["images"] > 0, figures
+    assert figures["direct_cpu_ms_per_upload"]["minio"] > 0, figures
+    assert _positive_number(figures["image_check_seconds"])
+
+
 def test_the_json_says_where_it_was_measured(bench_run):
     document = json.loads(bench_run[0].read_text())
     assert "failed_in" not in document
