@@ -9,7 +9,7 @@ connections (the ratios to the ceiling are printed once both ceiling runs are in
 - auth_latency: GET /api/v1/posts/my with a token of its own per request (MINTED_TOKENS, taken in
   turn, so none comes back while a gateway worker could still have it cached), one request at a
   time. Each request costs the gateway one call to auth, so the run gives a call per request, at
-  a steady load. One connection, because such a request costs the servers' one CPU about 5 ms:
+  a steady load. One connection, because such a request costs the servers' one CPU about 4 ms:
   a second connection would already keep it busy all the time, and every latency would then be
   mostly one request waiting for the other. The gateway -> auth POST /verify latency at that
   load, as the api itself measures it (api_upstream_request_duration_seconds{target="auth"},

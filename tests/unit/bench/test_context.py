@@ -29,9 +29,7 @@ def _login_token(user_id: int, username: str) -> str:
 
 
 @pytest.fixture
-def bench(monkeypatch) -> Bench:
-    for name in ("JWT_ISSUER", "JWT_AUDIENCE", "TOKEN_LIFETIME_SECONDS"):
-        monkeypatch.delenv(name, raising=False)
+def bench() -> Bench:
     stack = types.SimpleNamespace(services={"auth": types.SimpleNamespace(env=AUTH_ENV)})
     users = [
         User(name, _login_token(user_id, name))
